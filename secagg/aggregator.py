@@ -1,0 +1,115 @@
+"""The untrusted server's object: a streaming, validating homomorphic sum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .context import PublicContext
+from .errors import (
+    CapacityError,
+    ContextMismatchError,
+    EmptyAggregateError,
+    FormatError,
+    ReplayError,
+    RoundMismatchError,
+)
+from .tree import TreeSpec
+from .update import EncryptedUpdate, check_round_id
+from .wire import Kind
+
+__all__ = ["Aggregator"]
+
+
+class Aggregator:
+    """Sums encrypted updates holding only public material.
+
+    The state is one running sum of ciphertexts (its size does not depend on
+    the number of clients), the count, and the 16-byte digests of the payloads
+    already summed (at most ``max_clients`` of them, to refuse replays).
+
+    Every update is validated completely before the state is touched, so a
+    rejected update leaves the aggregator exactly as it was::
+
+        agg = Aggregator(pub)
+        for data in received:          # bytes or EncryptedUpdate objects
+            agg.add(data)
+        total = agg.result()           # an EncryptedUpdate, count == len(agg)
+    """
+
+    def __init__(self, public: PublicContext, *, round_id: int | str | None = None) -> None:
+        if not isinstance(public, PublicContext):
+            raise ContextMismatchError(
+                f"Aggregator needs a secagg.PublicContext. Found {type(public).__name__}."
+            )
+        self.public: PublicContext = public.public  # never keep a secret context
+        self.round_id = check_round_id(round_id)
+        self._spec: TreeSpec | None = None
+        self._sum: list | None = None
+        self._count = 0
+        self._seen: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"Aggregator(scheme={self.public.scheme!r}, count={self._count}, round_id={self.round_id!r})"
+
+    @property
+    def spec(self) -> TreeSpec | None:
+        """The tree spec every update must match (set by the first one)."""
+        return self._spec
+
+    def _load(self, update: Any) -> tuple[EncryptedUpdate, bytes]:
+        if isinstance(update, (bytes, bytearray, memoryview)):
+            data = bytes(update)
+            upd = EncryptedUpdate.from_bytes(data, self.public)
+            return upd, upd.digest()
+        if isinstance(update, EncryptedUpdate):
+            if update.scheme != self.public.scheme or update.fingerprint != self.public.fingerprint:
+                raise ContextMismatchError(
+                    "update was made under another key or codec than this aggregator's."
+                )
+            return update, update.digest()
+        raise FormatError(f"expected an EncryptedUpdate or its bytes. Found {type(update).__name__}.")
+
+    def add(self, update: EncryptedUpdate | bytes) -> None:
+        """Validate ``update`` (or its bytes) and add it to the running sum.
+
+        Raises (state unchanged): a ``FormatError`` subclass for malformed bytes,
+        ``ContextMismatchError`` for another key, ``TreeMismatchError`` for
+        another tree spec, ``RoundMismatchError``, ``ReplayError`` for an update
+        already summed, ``CapacityError`` past ``max_clients``.
+        """
+        upd, key = self._load(update)
+        if upd.kind == Kind.TERM:
+            raise FormatError("a term is added with add_term(), not add().")
+        if self.round_id is not None and upd.round_id != self.round_id:
+            raise RoundMismatchError(
+                f"update belongs to round {upd.round_id!r}; this aggregator sums round "
+                f"{self.round_id!r}."
+            )
+        if self._spec is not None:
+            self._spec.check_compatible(upd.spec)
+        if key in self._seen:
+            raise ReplayError("this exact update was already summed; refusing the replay.")
+        limit = self.public.codec.max_clients
+        if self._count + upd.count > limit:
+            raise CapacityError(
+                f"adding {upd.count} update(s) to {self._count} would exceed max_clients={limit}."
+            )
+        backend = self.public.backend
+        new_sum = list(upd.ciphertexts) if self._sum is None else backend.raw_add(self._sum, upd.ciphertexts)
+        # commit: nothing below can fail
+        self._sum = new_sum
+        self._count += upd.count
+        self._seen.add(key)
+        if self._spec is None:
+            self._spec = upd.spec
+
+    def result(self) -> EncryptedUpdate:
+        """The encrypted sum so far; raises ``EmptyAggregateError`` if nothing was added."""
+        if self._sum is None or self._spec is None:
+            raise EmptyAggregateError("no update has been added to this aggregator yet.")
+        pub = self.public
+        return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.AGGREGATE, self._count,
+                               self._spec, self.round_id, list(self._sum), pub)

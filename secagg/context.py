@@ -1,0 +1,360 @@
+"""The roles' key material: ``generate``, :class:`PublicContext`, :class:`SecretContext`.
+
+The key holder calls :func:`generate` and keeps the :class:`SecretContext`;
+clients and the aggregator receive ``ctx.public.to_bytes()``, which holds the
+codec, the packing or lattice parameters and the public key, never a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+
+from .backend import PublicBackend, SecretBackend, scheme_classes
+from .codec import FixedPointCodec, Rounding
+from .errors import (
+    ConfigError,
+    ContextMismatchError,
+    InsufficientClientsError,
+    SumOverflowError,
+    TreeError,
+    WeightError,
+)
+from .tree import flatten, unflatten
+from .update import EncryptedUpdate, check_round_id
+from .wire import Body, Kind, digest, open_payload, seal
+
+__all__ = ["generate", "PublicContext", "SecretContext", "RawSum", "Reduce"]
+
+Reduce = Literal["sum", "mean", "weighted_mean"]
+
+
+def _check_weight(weight: object, max_weight: int) -> int:
+    if isinstance(weight, bool):
+        raise WeightError(f"weight must be an integer sample count. Found {weight!r}.")
+    if isinstance(weight, (float, np.floating)) and float(weight).is_integer():
+        weight = int(weight)
+    if not isinstance(weight, (int, np.integer)):
+        raise WeightError(f"weight must be an integer sample count. Found {weight!r}.")
+    if not 1 <= int(weight) <= max_weight:
+        raise WeightError(
+            f"weight must be in [1, max_weight={max_weight}]. Found {weight}. Raise "
+            f"max_weight in generate() to allow larger sample counts."
+        )
+    return int(weight)
+
+
+def _codec_from(body: Body) -> FixedPointCodec:
+    return FixedPointCodec(
+        clip=body.float("clip"),
+        frac_bits=body.int("frac_bits", 0, 40),
+        max_clients=body.int("max_clients", 1, 2**31),
+        max_weight=body.int("max_weight", 1, 2**31),
+        rounding=body.str("rounding", choices=("nearest", "stochastic")),  # type: ignore[arg-type]
+        extra_summands=body.int("extra_summands", 0, 2**20),
+    )
+
+
+class PublicContext:
+    """What clients and the aggregator hold: encrypt and sum, never decrypt.
+
+    Use :meth:`encrypt` on a client and :class:`secagg.Aggregator` on the server.
+    """
+
+    def __init__(self, backend: PublicBackend, *, min_clients: int = 2) -> None:
+        self.backend = backend
+        self.codec: FixedPointCodec = backend.codec
+        self.scheme: str = backend.scheme
+        self.min_clients = min_clients
+        self.fingerprint: bytes = digest(
+            msgpack.packb(
+                [self.scheme, self.codec.params(), backend.fingerprint_material()],
+                use_bin_type=True,
+            )
+        )
+
+    @property
+    def public(self) -> PublicContext:
+        """The public context itself (so any context has ``.public``)."""
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"PublicContext(scheme={self.scheme!r}, fingerprint={self.fingerprint.hex()[:12]}, "
+            f"max_clients={self.codec.max_clients}, clip={self.codec.clip}, "
+            f"frac_bits={self.codec.frac_bits})"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters a user may want to see: codec, sizes, security."""
+        d: dict[str, Any] = {"fingerprint": self.fingerprint.hex(), "min_clients": self.min_clients}
+        d.update(self.codec.params())
+        d["slot_bits"] = self.codec.slot_bits
+        d["error_bound"] = self.codec.error_bound
+        d.update(self.backend.describe())
+        return d
+
+    # -- clients -------------------------------------------------------------
+    def encrypt(
+        self,
+        tree: Any,
+        weight: int | float = 1,
+        *,
+        round_id: int | str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> EncryptedUpdate:
+        """Quantize and encrypt a tree of tensors.
+
+        Args:
+            tree: a torch tensor, numpy array, or list / tuple / dict nesting of them.
+            weight: integer sample count in ``[1, max_weight]``; it multiplies the
+                values before encryption and travels encrypted, so the aggregator
+                never learns it.
+            round_id: optional round the update belongs to.
+            rng: generator for stochastic rounding (default: seeded from the OS).
+
+        Values outside ``[-clip, clip]`` saturate; how many did is in
+        ``update.num_clipped`` (client side only).
+        """
+        spec, flat = flatten(tree)
+        if spec.num_values == 0:
+            raise TreeError("the tree has no floating values to encrypt.")
+        w = _check_weight(weight, self.codec.max_weight)
+        round_id = check_round_id(round_id)
+        q, clipped = self.codec.raw_encode(flat, rng)
+        slots = np.empty(q.size + 1, dtype=np.int64)
+        np.multiply(q, w, out=slots[:-1])
+        slots[-1] = w
+        cts = self.backend.raw_encrypt(slots)
+        return EncryptedUpdate(self.scheme, self.fingerprint, Kind.UPDATE, 1, spec, round_id,
+                               cts, self, num_clipped=clipped)
+
+    # -- bytes ---------------------------------------------------------------
+    def _body(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme,
+            "codec": self.codec.params(),
+            "min_clients": self.min_clients,
+            "backend": self.backend.material(),
+        }
+
+    def to_bytes(self) -> bytes:
+        """Public material only: safe to send to clients and the aggregator."""
+        return seal(Kind.PUBLIC_CONTEXT, PublicContext._body(self))
+
+    @classmethod
+    def _from_body(cls, body: Body) -> PublicContext:
+        scheme = body.str("scheme")
+        public_cls, _ = _scheme_or_format_error(scheme)
+        codec = _codec_from(body.map("codec"))
+        min_clients = body.int("min_clients", 1, codec.max_clients)
+        backend = public_cls.from_material(body.map("backend"), codec)
+        return PublicContext(backend, min_clients=min_clients)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PublicContext:
+        """Load and validate a public context; raises a ``FormatError`` subclass."""
+        _, body = open_payload(data, Kind.PUBLIC_CONTEXT)
+        return cls._from_body(body)
+
+
+def _scheme_or_format_error(scheme: str) -> tuple[type[PublicBackend], type[SecretBackend]]:
+    from .errors import FormatError
+
+    try:
+        return scheme_classes(scheme)
+    except ConfigError:
+        raise FormatError(f"payload names unknown scheme {scheme!r:.40}.") from None
+
+
+@dataclass(frozen=True)
+class RawSum:
+    """A decrypted sum before decoding: exact integers.
+
+    ``values[i] = sum_k w_k * q_k[i]`` (int64), ``weight_sum = sum_k w_k``,
+    ``count`` client updates and ``terms`` extra terms.
+    """
+
+    values: np.ndarray
+    weight_sum: int
+    count: int
+    terms: int
+
+
+class SecretContext(PublicContext):
+    """The key holder's context: everything a :class:`PublicContext` does, plus decryption.
+
+    Keep it away from the aggregator; share ``ctx.public.to_bytes()`` instead.
+    """
+
+    def __init__(self, secret: SecretBackend, *, min_clients: int = 2) -> None:
+        super().__init__(secret.public, min_clients=min_clients)
+        self.secret_backend = secret
+        self._public = PublicContext(secret.public, min_clients=min_clients)
+
+    @property
+    def public(self) -> PublicContext:
+        """The public half, holding no secret key."""
+        return self._public
+
+    def __repr__(self) -> str:
+        return "Secret" + super().__repr__()
+
+    def _check_total(self, total: EncryptedUpdate | bytes) -> EncryptedUpdate:
+        if isinstance(total, (bytes, bytearray, memoryview)):
+            total = EncryptedUpdate.from_bytes(bytes(total), self.public)
+        if not isinstance(total, EncryptedUpdate):
+            raise TreeError(f"expected an EncryptedUpdate or its bytes. Found {type(total).__name__}.")
+        if total.fingerprint != self.fingerprint or total.scheme != self.scheme:
+            raise ContextMismatchError("this sum was made under another key or codec.")
+        if total.count < self.min_clients:
+            raise InsufficientClientsError(
+                f"refusing to decrypt a sum of {total.count} client update(s); min_clients is "
+                f"{self.min_clients}. Decrypting fewer would reveal individual updates."
+            )
+        return total
+
+    def decrypt_raw(self, total: EncryptedUpdate | bytes) -> RawSum:
+        """Decrypt to exact integer sums (see :class:`RawSum`); no float rounding involved."""
+        total = self._check_total(total)
+        sums = self.secret_backend.raw_decrypt(
+            total.ciphertexts, total.num_slots, total.count + total.terms
+        )
+        weight_sum = int(sums[-1])
+        if not total.count <= weight_sum <= total.count * self.codec.max_weight:
+            raise SumOverflowError(
+                f"decrypted weight sum {weight_sum} is impossible for {total.count} clients "
+                f"with weights in [1, {self.codec.max_weight}]."
+            )
+        return RawSum(sums[:-1], weight_sum, total.count, total.terms)
+
+    def decrypt(
+        self, total: EncryptedUpdate | bytes, reduce: Reduce = "mean", *, device: Any = None
+    ) -> Any:
+        """Decrypt a sum and decode it to a tree shaped like the clients' input.
+
+        Args:
+            total: ``Aggregator.result()`` or its bytes.
+            reduce: ``"sum"`` (Σ wᵢxᵢ), ``"mean"`` (Σ wᵢxᵢ / count) or
+                ``"weighted_mean"`` (Σ wᵢxᵢ / Σ wᵢ).
+            device: put every torch leaf on this device instead of its own.
+
+        Raises ``InsufficientClientsError`` below ``min_clients`` and
+        ``SumOverflowError`` if a slot left the range honest clients can reach.
+        """
+        if reduce not in ("sum", "mean", "weighted_mean"):
+            raise ConfigError(
+                f"reduce must be 'sum', 'mean' or 'weighted_mean'. Found {reduce!r}."
+            )
+        total = self._check_total(total)
+        raw = self.decrypt_raw(total)
+        divisor = {"sum": 1, "mean": raw.count, "weighted_mean": raw.weight_sum}[reduce]
+        return unflatten(total.spec, self.codec.raw_decode(raw.values, divisor), device=device)
+
+    def to_bytes(self) -> bytes:
+        """Secret and public material, for the key holder's own storage only."""
+        return seal(
+            Kind.SECRET_CONTEXT,
+            {"public": PublicContext._body(self), "secret": self.secret_backend.material()},
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SecretContext:
+        """Load a key holder's context; raises a ``FormatError`` subclass."""
+        _, body = open_payload(data, Kind.SECRET_CONTEXT)
+        public = PublicContext._from_body(body.map("public"))
+        _, secret_cls = scheme_classes(public.scheme)
+        secret = secret_cls.from_material(body.map("secret"), public.backend)
+        return cls(secret, min_clients=public.min_clients)
+
+
+def generate(
+    scheme: str,
+    *,
+    max_clients: int = 100,
+    clip: float = 1.0,
+    frac_bits: int = 16,
+    max_weight: int = 1,
+    min_clients: int = 2,
+    key_bits: int = 2048,
+    keypair: tuple[Any, Any] | None = None,
+    security: int = 128,
+    rounding: Rounding = "nearest",
+    insecure: bool = False,
+) -> SecretContext:
+    """Make keys and parameters for one federation; returns the key holder's context.
+
+    Args:
+        scheme: ``"paillier"`` or ``"ckks"``.
+        max_clients: most client updates one sum may hold (sizes the headroom).
+        clip: values saturate at ``±clip``.
+        frac_bits: fixed-point fractional bits (resolution ``2**-frac_bits``).
+        max_weight: largest integer weight (sample count) per client.
+        min_clients: smallest sum the key holder agrees to decrypt.
+        key_bits: Paillier modulus size (2048 or more).
+        keypair: Paillier only: a ``(phe.PaillierPublicKey, phe.PaillierPrivateKey)``
+            to use instead of generating one.
+        security: CKKS only: 128, 192 or 256 bits.
+        rounding: ``"nearest"`` or ``"stochastic"``.
+        insecure: allow Paillier keys below 2048 bits, for tests only.
+
+    Example::
+
+        ctx = secagg.generate("paillier", max_clients=100, clip=1.0, frac_bits=16)
+        blob = ctx.public.to_bytes()    # for clients and the aggregator
+    """
+    codec = FixedPointCodec(
+        clip=clip, frac_bits=frac_bits, max_clients=max_clients, max_weight=max_weight,
+        rounding=rounding,
+    )
+    if isinstance(min_clients, bool) or not isinstance(min_clients, int) or not (
+        1 <= min_clients <= max_clients
+    ):
+        raise ConfigError(f"min_clients must be in [1, max_clients={max_clients}]. Found {min_clients!r}.")
+    if scheme == "paillier":
+        secret = _generate_paillier(codec, key_bits, keypair, insecure)
+    elif scheme == "ckks":
+        if keypair is not None:
+            raise ConfigError("keypair is for the 'paillier' scheme only.")
+        from .ckks import CkksPublic, CkksSecret
+
+        public, secret_ctx = CkksPublic.generate(codec, security=security)
+        secret = CkksSecret(secret_ctx, public)
+    else:
+        scheme_classes(scheme)  # raises ConfigError naming the choices
+        raise ConfigError(f"unknown scheme {scheme!r}.")
+    return SecretContext(secret, min_clients=min_clients)
+
+
+def _generate_paillier(
+    codec: FixedPointCodec, key_bits: int, keypair: tuple[Any, Any] | None, insecure: bool
+) -> SecretBackend:
+    import phe
+
+    from .paillier import MIN_SECURE_KEY_BITS, PaillierPublic, PaillierSecret
+
+    if keypair is not None:
+        if not (isinstance(keypair, tuple) and len(keypair) == 2):
+            raise ConfigError("keypair must be a (phe.PaillierPublicKey, phe.PaillierPrivateKey) tuple.")
+        pk, sk = keypair
+    else:
+        if isinstance(key_bits, bool) or not isinstance(key_bits, int) or key_bits % 8:
+            raise ConfigError(f"key_bits must be a multiple of 8. Found {key_bits!r}.")
+        if key_bits < MIN_SECURE_KEY_BITS and not insecure:
+            raise ConfigError(
+                f"Paillier keys below {MIN_SECURE_KEY_BITS} bits are insecure (asked for "
+                f"{key_bits}); pass insecure=True only in tests."
+            )
+        if key_bits > 16384:
+            raise ConfigError(f"key_bits must be at most 16384. Found {key_bits}.")
+        pk, sk = phe.generate_paillier_keypair(n_length=key_bits)
+    public = PaillierPublic(pk, codec)
+    if public.key_bits < MIN_SECURE_KEY_BITS and not insecure:
+        raise ConfigError(
+            f"Paillier keys below {MIN_SECURE_KEY_BITS} bits are insecure (found "
+            f"{public.key_bits}); pass insecure=True only in tests."
+        )
+    return PaillierSecret(sk, public)

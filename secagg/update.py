@@ -1,0 +1,146 @@
+"""Encrypted updates: one client's contribution, a sum of them, or an added term."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ContextMismatchError, FormatError
+from .tree import TreeSpec
+from .wire import Kind, open_payload, seal
+
+if TYPE_CHECKING:
+    from .context import PublicContext
+
+__all__ = ["EncryptedUpdate", "RoundId"]
+
+RoundId = int | str | None
+_MAX_ROUND_STR = 128
+
+
+def check_round_id(round_id: object) -> RoundId:
+    """Validate a round identifier: ``None``, a non-negative int or a short string."""
+    if round_id is None or (type(round_id) is int and 0 <= round_id < 2**63):
+        return round_id  # type: ignore[return-value]
+    if isinstance(round_id, str) and len(round_id) <= _MAX_ROUND_STR:
+        return round_id
+    raise FormatError(
+        f"round_id must be None, an integer in [0, 2**63) or a string of at most "
+        f"{_MAX_ROUND_STR} characters. Found {round_id!r:.60}."
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class EncryptedUpdate:
+    """Ciphertexts of a tree's quantized values, plus what is needed to use them.
+
+    Attributes:
+        scheme: ``"paillier"`` or ``"ckks"``.
+        fingerprint: 16 bytes naming the public context (key and codec) it was made under.
+        kind: ``Kind.UPDATE`` (one client), ``Kind.AGGREGATE`` (a sum) or ``Kind.TERM``.
+        count: client updates summed into it (1 for a client's own update).
+        spec: the tree's structure, leaf names, shapes, dtypes and devices.
+        round_id: the round it belongs to, or ``None``.
+        terms: extra terms (plaintext or encrypted tensors) added to the sum.
+        num_clipped: client-side statistic: inputs clamped to ``±clip`` during
+            encoding. Never serialized (it would tell the aggregator about the values).
+
+    Everything here but the ciphertexts is visible to the aggregator; a client's
+    weight travels encrypted in the last slot.
+    """
+
+    scheme: str
+    fingerprint: bytes
+    kind: Kind
+    count: int
+    spec: TreeSpec
+    round_id: RoundId
+    ciphertexts: list = field(repr=False)
+    public: PublicContext = field(repr=False)
+    terms: int = 0
+    num_clipped: int = 0
+    _digest: list = field(default_factory=list, repr=False)  # lazily cached wire digest
+
+    @property
+    def num_slots(self) -> int:
+        """Slots carried: every value plus the weight slot."""
+        return self.spec.num_values + 1
+
+    def to_bytes(self) -> bytes:
+        """Serialize as a versioned, self-describing payload (see :mod:`secagg.wire`)."""
+        backend = self.public.backend
+        data = seal(
+            self.kind,
+            {
+                "scheme": self.scheme,
+                "fingerprint": self.fingerprint,
+                "count": self.count,
+                "terms": self.terms,
+                "round": self.round_id,
+                "spec": self.spec.to_obj(),
+                "values": self.spec.num_values,
+                "ciphertexts": backend.ciphertexts_to_wire(self.ciphertexts),
+            },
+        )
+        if not self._digest:
+            self._digest.append(data[-16:])
+        return data
+
+    def digest(self) -> bytes:
+        """16 bytes identifying this exact payload (used to refuse replays)."""
+        if not self._digest:
+            self.to_bytes()
+        return self._digest[0]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, public: PublicContext) -> EncryptedUpdate:
+        """Load and fully validate an update, aggregate or term made under ``public``.
+
+        Raises a ``FormatError`` subclass for malformed, truncated or corrupted
+        bytes and ``ContextMismatchError`` for another scheme, key or codec.
+        """
+        kind, body = open_payload(data, Kind.UPDATE, Kind.AGGREGATE, Kind.TERM)
+        scheme = body.str("scheme")
+        if scheme != public.scheme:
+            raise ContextMismatchError(
+                f"update was made for scheme {scheme!r:.40}, this context is {public.scheme!r}."
+            )
+        fp = body.bytes("fingerprint", size=16)
+        if fp != public.fingerprint:
+            raise ContextMismatchError(
+                f"update was made under another key or codec (fingerprint {fp.hex()}, "
+                f"expected {public.fingerprint.hex()})."
+            )
+        codec = public.codec
+        count = body.int("count", 1, codec.max_clients) if kind != Kind.TERM else body.int(
+            "count", 0, 0
+        )
+        if kind == Kind.UPDATE and count != 1:
+            raise FormatError(f"a client update must have count 1; found {count}.")
+        terms = body.int("terms", 0, codec.extra_summands)
+        if kind == Kind.TERM and terms != 1:
+            raise FormatError(f"a term payload must have terms 1; found {terms}.")
+        round_id = check_round_id(body.optional("round"))
+        spec = TreeSpec.from_obj(body.any("spec"))
+        n_values = body.int("values", 0, 2**40)
+        if n_values != spec.num_values:
+            raise FormatError(
+                f"payload announces {n_values} values but its tree spec holds {spec.num_values}."
+            )
+        cts = public.backend.ciphertexts_from_wire(body.any("ciphertexts"), n_values + 1)
+        return cls(scheme, fp, kind, count, spec, round_id, cts, public, terms,
+                   _digest=[bytes(data[-16:])])
+
+    def describe(self) -> dict[str, Any]:
+        """What the aggregator can see of this update."""
+        return {
+            "scheme": self.scheme,
+            "kind": self.kind.name.lower(),
+            "fingerprint": self.fingerprint.hex(),
+            "count": self.count,
+            "terms": self.terms,
+            "round_id": self.round_id,
+            "values": self.spec.num_values,
+            "leaves": [(x.name, x.shape, x.dtype) for x in self.spec.leaves],
+            "ciphertexts": len(self.ciphertexts),
+        }
