@@ -1,0 +1,67 @@
+"""CKKS planning: security bound respected, noise model checked against measured noise,
+and sums at the extremes of the codec range decode exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import secagg
+from secagg.planner import HE_STANDARD_MAX_LOGQ, plan_ckks
+
+
+@given(st.integers(1, 2**40), st.integers(1, 10**5), st.sampled_from([128, 192, 256]))
+def test_plans_respect_security_and_exactness_conditions(sum_bound, summands, security):
+    try:
+        plan = plan_ckks(sum_bound, summands, security=security)
+    except secagg.PlanningError as exc:
+        assert "Lower" in str(exc)
+        return
+    data, special = plan.coeff_mod_bit_sizes
+    assert data + special <= HE_STANDARD_MAX_LOGQ[plan.poly_modulus_degree][security]
+    assert data <= 60 and special <= 60
+    assert 2 * (sum_bound + 1) * 2**plan.scale_bits < 2 ** (data - 1)
+    assert plan.failure_log2 <= -60
+    assert 0.5 / plan.sum_noise_std >= 9.1
+
+
+def test_worked_example():
+    plan = plan_ckks(6_553_600, 100)
+    assert (plan.poly_modulus_degree, plan.coeff_mod_bit_sizes, plan.scale_bits) == (4096, (42, 60), 17)
+
+
+def test_impossible_sums_are_refused_with_advice():
+    with pytest.raises(secagg.PlanningError, match="frac_bits"):
+        plan_ckks(2**50, 10**6)
+    with pytest.raises(secagg.PlanningError):
+        secagg.generate("ckks", frac_bits=24, clip=1e5, max_clients=10)
+
+
+def test_measured_noise_matches_the_model():
+    ctx = secagg.generate("ckks", max_clients=100, clip=1.0, frac_bits=16)
+    backend, secret = ctx.public.backend, ctx.secret_backend
+    samples = []
+    for _ in range(10):
+        (vec,) = backend.raw_encrypt(np.zeros(backend.slots, dtype=np.int64))
+        vec.link_context(secret.context)
+        samples.append(np.asarray(vec.decrypt()))
+    measured = np.concatenate(samples).std()
+    model = backend.plan.slot_noise_std
+    # the planner relies on the model; it must not underestimate the real noise
+    assert 0.8 * model <= measured <= 1.1 * model, (measured, model)
+
+
+@pytest.mark.parametrize("scheme", ["paillier", "ckks"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_extreme_sums_are_exact(scheme, sign):
+    kw = dict(key_bits=512, insecure=True) if scheme == "paillier" else {}
+    ctx = secagg.generate(scheme, max_clients=12, max_weight=7, clip=2.0, frac_bits=20, **kw)
+    agg = secagg.Aggregator(ctx.public)
+    x = np.full(7, sign * 5.0)  # saturates at the clip
+    for _ in range(12):
+        agg.add(ctx.encrypt(x, weight=7))
+    raw = ctx.decrypt_raw(agg.result())
+    assert raw.values.tolist() == [sign * ctx.codec.sum_bound] * 7
+    assert raw.weight_sum == 84
