@@ -46,6 +46,7 @@ class Aggregator:
         self._spec: TreeSpec | None = None
         self._sum: list | None = None
         self._count = 0
+        self._terms = 0
         self._seen: set[bytes] = set()
 
     def __len__(self) -> int:
@@ -53,6 +54,11 @@ class Aggregator:
 
     def __repr__(self) -> str:
         return f"Aggregator(scheme={self.public.scheme!r}, count={self._count}, round_id={self.round_id!r})"
+
+    @property
+    def terms(self) -> int:
+        """Terms added so far (see :meth:`add_term`)."""
+        return self._terms
 
     @property
     def spec(self) -> TreeSpec | None:
@@ -73,7 +79,7 @@ class Aggregator:
         raise FormatError(f"expected an EncryptedUpdate or its bytes. Found {type(update).__name__}.")
 
     def add(self, update: EncryptedUpdate | bytes) -> None:
-        """Validate ``update`` (or its bytes) and add it to the running sum.
+        """Validate a client update or a partial aggregate (or its bytes) and add it.
 
         Raises (state unchanged): a ``FormatError`` subclass for malformed bytes,
         ``ContextMismatchError`` for another key, ``TreeMismatchError`` for
@@ -83,6 +89,27 @@ class Aggregator:
         upd, key = self._load(update)
         if upd.kind == Kind.TERM:
             raise FormatError("a term is added with add_term(), not add().")
+        self._commit(upd, key)
+
+    def add_term(self, term: EncryptedUpdate | bytes) -> None:
+        """Add an encrypted term (``PublicContext.encrypt_term``) to the sum, unweighted.
+
+        Validated like :meth:`add`; counts against ``max_terms``, not ``len(self)``.
+        """
+        upd, key = self._load(term)
+        if upd.kind != Kind.TERM:
+            raise FormatError(f"add_term() takes a term payload, got a {upd.kind.name.lower()}.")
+        self._commit(upd, key)
+
+    def add_plain(self, tree: Any) -> None:
+        """Encode and encrypt a plaintext tree with the public key, and add it as a term.
+
+        For a proximal or regularisation term known to the server. Values are
+        never clipped: outside ``±term_clip`` they raise ``EncodingError``.
+        """
+        self.add_term(self.public.encrypt_term(tree, round_id=self.round_id))
+
+    def _commit(self, upd: EncryptedUpdate, key: bytes) -> None:
         if self.round_id is not None and upd.round_id != self.round_id:
             raise RoundMismatchError(
                 f"update belongs to round {upd.round_id!r}; this aggregator sums round "
@@ -92,24 +119,33 @@ class Aggregator:
             self._spec.check_compatible(upd.spec)
         if key in self._seen:
             raise ReplayError("this exact update was already summed; refusing the replay.")
-        limit = self.public.codec.max_clients
-        if self._count + upd.count > limit:
+        codec = self.public.codec
+        if self._count + upd.count > codec.max_clients:
             raise CapacityError(
-                f"adding {upd.count} update(s) to {self._count} would exceed max_clients={limit}."
+                f"adding {upd.count} update(s) to {self._count} would exceed "
+                f"max_clients={codec.max_clients}."
+            )
+        if self._terms + upd.terms > codec.extra_summands:
+            raise CapacityError(
+                f"adding {upd.terms} term(s) to {self._terms} would exceed "
+                f"max_terms={codec.extra_summands}."
             )
         backend = self.public.backend
-        new_sum = list(upd.ciphertexts) if self._sum is None else backend.raw_add(self._sum, upd.ciphertexts)
+        cts = upd.ciphertexts
+        new_sum = list(cts) if self._sum is None else backend.raw_add(self._sum, cts)
         # commit: nothing below can fail
         self._sum = new_sum
         self._count += upd.count
+        self._terms += upd.terms
         self._seen.add(key)
         if self._spec is None:
             self._spec = upd.spec
 
     def result(self) -> EncryptedUpdate:
         """The encrypted sum so far; raises ``EmptyAggregateError`` if nothing was added."""
-        if self._sum is None or self._spec is None:
-            raise EmptyAggregateError("no update has been added to this aggregator yet.")
+        if self._count == 0 or self._sum is None or self._spec is None:
+            raise EmptyAggregateError("no client update has been added to this aggregator yet.")
         pub = self.public
         return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.AGGREGATE, self._count,
-                               self._spec, self.round_id, list(self._sum), pub)
+                               self._spec, self.round_id, list(self._sum), pub,
+                               terms=self._terms)

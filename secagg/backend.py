@@ -46,8 +46,8 @@ class PublicBackend(ABC):
         """Ciphertexts needed for ``n_slots`` slots."""
 
     @abstractmethod
-    def raw_encrypt(self, slots: np.ndarray) -> list:
-        """Encrypt an int64 slot vector of contributions bounded by the codec."""
+    def raw_encrypt(self, slots: np.ndarray, *, term: bool = False) -> list:
+        """Encrypt an int64 slot vector bounded by the codec's contribution (or term) bound."""
 
     @abstractmethod
     def ciphertexts_to_wire(self, cts: list) -> Any:
@@ -81,8 +81,8 @@ class SecretBackend(ABC):
         """Validate and rebuild from :meth:`material`; raises ``FormatError``."""
 
     @abstractmethod
-    def raw_decrypt(self, cts: list, n_slots: int, summands: int) -> np.ndarray:
-        """Decrypt to the int64 signed slot sums of ``summands`` contributions."""
+    def raw_decrypt(self, cts: list, n_slots: int, count: int, terms: int) -> np.ndarray:
+        """Decrypt to the int64 signed slot sums of ``count`` updates and ``terms`` terms."""
 
 
 # scheme name -> (module, public class, secret class); imported on first use so

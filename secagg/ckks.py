@@ -154,7 +154,7 @@ class CkksPublic(PublicBackend):
         n_cts = self.num_ciphertexts(n_slots)
         return [self.slots] * (n_cts - 1) + [n_slots - (n_cts - 1) * self.slots]
 
-    def raw_encrypt(self, slots: np.ndarray) -> list:
+    def raw_encrypt(self, slots: np.ndarray, *, term: bool = False) -> list:
         values = np.asarray(slots, dtype=np.int64).astype(np.float64)
         return [
             ts.ckks_vector(self.context, values[i : i + self.slots].tolist())
@@ -237,7 +237,7 @@ class CkksSecret(SecretBackend):
         _check_context_matches(ctx, public.plan)
         return cls(ctx, public)
 
-    def raw_decrypt(self, cts: list, n_slots: int, summands: int) -> np.ndarray:
+    def raw_decrypt(self, cts: list, n_slots: int, count: int, terms: int) -> np.ndarray:
         parts = []
         for vec in cts:
             mine = vec.copy()
@@ -252,11 +252,11 @@ class CkksSecret(SecretBackend):
                 f"CKKS noise in slot {worst} is too large to round exactly (residual "
                 f"{residual[worst]:.3f}); the sum is refused rather than decoded wrongly."
             )
-        bound = summands * self.public.codec.contribution_bound
+        bound = self.public.codec.range_of(count, terms)
         bad = np.flatnonzero(np.abs(rounded) > bound)
         if bad.size:
             raise SumOverflowError(
-                f"{bad.size} slot sums exceed the range of {summands} honest contributions "
+                f"{bad.size} slot sums exceed the range of {count} honest updates and {terms} terms "
                 f"(first positions {bad[:8].tolist()}); some client encoded out of range."
             )
         return rounded.astype(np.int64)

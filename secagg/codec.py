@@ -68,9 +68,14 @@ class FixedPointCodec:
         max_clients: most contributions a sum may hold.
         max_weight: largest integer weight (sample count) a client may use.
         rounding: ``"nearest"`` (default) or ``"stochastic"`` (unbiased).
-        extra_summands: further contributions of the same size as one client's
-            (plaintext or encrypted terms added to the aggregate) that the bit
-            budget must also hold.
+        extra_summands: how many terms (plaintext or encrypted tensors such as
+            a regularisation term or a party's noise) one sum may hold besides
+            the clients' updates.
+        term_clip: largest magnitude of a term's values (default ``clip``).
+            Terms are never clipped: a larger value is refused.
+        noise_bound: largest magnitude, in quantized units, of the integer
+            noise one client adds to each value (distributed DP); part of each
+            contribution's range.
 
     Contract: for integer vectors ``q_i = encode(x_i)`` and weights ``w_i``,
     ``decode(sum_i w_i * q_i) == sum_i w_i * q_i / 2**frac_bits`` exactly in
@@ -83,6 +88,8 @@ class FixedPointCodec:
     max_weight: int = 1
     rounding: Rounding = "nearest"
     extra_summands: int = 0
+    term_clip: float | None = None
+    noise_bound: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clip", _positive_number("clip", self.clip))
@@ -90,6 +97,9 @@ class FixedPointCodec:
         _int_in_range("max_clients", self.max_clients, 1, 2**31)
         _int_in_range("max_weight", self.max_weight, 1, 2**31)
         _int_in_range("extra_summands", self.extra_summands, 0, 2**20)
+        _int_in_range("noise_bound", self.noise_bound, 0, 2**50)
+        if self.term_clip is not None:
+            object.__setattr__(self, "term_clip", _positive_number("term_clip", self.term_clip))
         if self.rounding not in ("nearest", "stochastic"):
             raise ConfigError(
                 f"rounding must be 'nearest' or 'stochastic'. Found {self.rounding!r}."
@@ -119,18 +129,28 @@ class FixedPointCodec:
 
     @property
     def contribution_bound(self) -> int:
-        """Largest magnitude of one weighted contribution ``w * q``."""
-        return self.max_weight * self.qmax
+        """Largest magnitude of one client's slot: weighted value ``w * q`` plus its noise."""
+        return self.max_weight * self.qmax + self.noise_bound
+
+    @property
+    def term_bound(self) -> int:
+        """Largest magnitude of one term's quantized value."""
+        clip = self.clip if self.term_clip is None else self.term_clip
+        return math.floor(clip * self.scale)
 
     @property
     def max_summands(self) -> int:
         """Clients plus extra terms that one sum may hold."""
         return self.max_clients + self.extra_summands
 
+    def range_of(self, count: int, terms: int = 0) -> int:
+        """Largest magnitude a slot of ``count`` client updates and ``terms`` terms reaches."""
+        return count * self.contribution_bound + terms * self.term_bound
+
     @property
     def sum_bound(self) -> int:
-        """Largest magnitude any slot of a sum of ``max_summands`` contributions reaches."""
-        return self.max_summands * self.contribution_bound
+        """Largest magnitude any slot of a full sum (clients and terms) reaches."""
+        return self.range_of(self.max_clients, self.extra_summands)
 
     @property
     def slot_bits(self) -> int:
@@ -181,6 +201,21 @@ class FixedPointCodec:
         """Map integer sums back to float64: ``ints / (2**frac_bits * divisor)``."""
         return np.asarray(ints, dtype=np.float64) / (float(self.scale) * float(divisor))
 
+    def raw_encode_term(self, values: np.ndarray) -> np.ndarray:
+        """Quantize a term's values with nearest rounding, refusing (never clipping) outliers."""
+        x = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(x).all():
+            raise EncodingError("cannot encode a term with NaN or inf values.")
+        q = np.rint(x * self.scale)
+        over = np.flatnonzero(np.abs(q) > self.term_bound)
+        if over.size:
+            raise EncodingError(
+                f"{over.size} term values exceed the reserved range ±{self.term_bound / self.scale} "
+                f"(first at flat index {int(over[0])}: {x.ravel()[over[0]]!r}); terms are never "
+                f"clipped. Raise term_clip in generate()."
+            )
+        return q.astype(np.int64)
+
     def encode(self, values: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Quantize a float array (see :meth:`raw_encode`), dropping the clip count."""
         return self.raw_encode(values, rng)[0]
@@ -198,4 +233,6 @@ class FixedPointCodec:
             "max_weight": self.max_weight,
             "rounding": self.rounding,
             "extra_summands": self.extra_summands,
+            "term_clip": self.term_clip,
+            "noise_bound": self.noise_bound,
         }

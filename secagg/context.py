@@ -55,6 +55,8 @@ def _codec_from(body: Body) -> FixedPointCodec:
         max_weight=body.int("max_weight", 1, 2**31),
         rounding=body.str("rounding", choices=("nearest", "stochastic")),  # type: ignore[arg-type]
         extra_summands=body.int("extra_summands", 0, 2**20),
+        term_clip=None if body.optional("term_clip") is None else body.float("term_clip"),
+        noise_bound=body.int("noise_bound", 0, 2**50),
     )
 
 
@@ -131,6 +133,27 @@ class PublicContext:
         cts = self.backend.raw_encrypt(slots)
         return EncryptedUpdate(self.scheme, self.fingerprint, Kind.UPDATE, 1, spec, round_id,
                                cts, self, num_clipped=clipped)
+
+    def encrypt_term(self, tree: Any, *, round_id: int | str | None = None) -> EncryptedUpdate:
+        """Encrypt a tensor to be *added* to an aggregate (a regulariser, a party's noise).
+
+        A term is added once, unweighted, to ``Σ wᵢ·xᵢ``; it counts against
+        ``max_terms``, not ``max_clients``, and does not change ``count`` or the
+        weight sum. Its values must lie within ``±term_clip`` (default ``clip``):
+        a term is never clipped, a larger value raises ``EncodingError``.
+        Add it with ``Aggregator.add_term``.
+        """
+        if self.codec.extra_summands == 0:
+            raise ConfigError("this context reserves no room for terms; pass max_terms to generate().")
+        spec, flat = flatten(tree)
+        if spec.num_values == 0:
+            raise TreeError("the tree has no floating values to encrypt.")
+        round_id = check_round_id(round_id)
+        slots = np.zeros(flat.size + 1, dtype=np.int64)
+        slots[:-1] = self.codec.raw_encode_term(flat)
+        cts = self.backend.raw_encrypt(slots, term=True)
+        return EncryptedUpdate(self.scheme, self.fingerprint, Kind.TERM, 0, spec, round_id,
+                               cts, self, terms=1)
 
     # -- bytes ---------------------------------------------------------------
     def _body(self) -> dict[str, Any]:
@@ -221,7 +244,7 @@ class SecretContext(PublicContext):
         """Decrypt to exact integer sums (see :class:`RawSum`); no float rounding involved."""
         total = self._check_total(total)
         sums = self.secret_backend.raw_decrypt(
-            total.ciphertexts, total.num_slots, total.count + total.terms
+            total.ciphertexts, total.num_slots, total.count, total.terms
         )
         weight_sum = int(sums[-1])
         if not total.count <= weight_sum <= total.count * self.codec.max_weight:
@@ -283,6 +306,8 @@ def generate(
     keypair: tuple[Any, Any] | None = None,
     security: int = 128,
     rounding: Rounding = "nearest",
+    max_terms: int = 0,
+    term_clip: float | None = None,
     insecure: bool = False,
 ) -> SecretContext:
     """Make keys and parameters for one federation; returns the key holder's context.
@@ -299,6 +324,9 @@ def generate(
             to use instead of generating one.
         security: CKKS only: 128, 192 or 256 bits.
         rounding: ``"nearest"`` or ``"stochastic"``.
+        max_terms: how many tensors (plaintext or encrypted, see
+            ``PublicContext.encrypt_term``) may be added to one aggregate.
+        term_clip: largest magnitude of a term's values (default ``clip``).
         insecure: allow Paillier keys below 2048 bits, for tests only.
 
     Example::
@@ -308,7 +336,7 @@ def generate(
     """
     codec = FixedPointCodec(
         clip=clip, frac_bits=frac_bits, max_clients=max_clients, max_weight=max_weight,
-        rounding=rounding,
+        rounding=rounding, extra_summands=max_terms, term_clip=term_clip,
     )
     if isinstance(min_clients, bool) or not isinstance(min_clients, int) or not (
         1 <= min_clients <= max_clients

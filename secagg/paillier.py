@@ -58,6 +58,7 @@ class PaillierPublic(PublicBackend):
         self.layout = _layout(self.key_bits, codec)
         self.ct_bytes = (int(self.nsquare.bit_length()) + 7) // 8
         self.offset = codec.contribution_bound
+        self.term_offset = codec.term_bound
 
     # -- wire ----------------------------------------------------------------
     def material(self) -> dict[str, Any]:
@@ -111,8 +112,9 @@ class PaillierPublic(PublicBackend):
         """Encrypt one plaintext integer ``0 <= m < n``."""
         return (1 + self.n * m) * self.raw_obfuscator() % self.nsquare
 
-    def raw_encrypt(self, slots: np.ndarray) -> list:
-        shifted = np.asarray(slots, dtype=np.int64) + np.int64(self.offset)
+    def raw_encrypt(self, slots: np.ndarray, *, term: bool = False) -> list:
+        offset = self.term_offset if term else self.offset
+        shifted = np.asarray(slots, dtype=np.int64) + np.int64(offset)
         packed = self.layout.raw_pack(shifted.astype(np.uint64))
         return [self.raw_encrypt_int(m) for m in packed]
 
@@ -188,7 +190,7 @@ class PaillierSecret(SecretBackend):
         mq = (gmpy2.powmod(c, q - 1, self._qsq) - 1) // q * self._hq % q
         return mp + p * ((mq - mp) * self._p_inv_q % q)
 
-    def raw_decrypt(self, cts: list, n_slots: int, summands: int) -> np.ndarray:
+    def raw_decrypt(self, cts: list, n_slots: int, count: int, terms: int) -> np.ndarray:
         layout = self.public.layout
         plain = [self.raw_decrypt_int(c) for c in cts]
         for i, m in enumerate(plain):
@@ -198,11 +200,11 @@ class PaillierSecret(SecretBackend):
                     f"exceeded the codec range or the ciphertext was not made by secagg."
                 )
         sums = layout.raw_unpack(plain, n_slots)
-        top = 2 * summands * self.public.offset
-        bad = np.flatnonzero(sums > np.uint64(top))
+        offset = count * self.public.offset + terms * self.public.term_offset
+        bad = np.flatnonzero(sums > np.uint64(2 * offset))
         if bad.size:
             raise SumOverflowError(
-                f"{bad.size} slot sums exceed the range of {summands} honest contributions "
-                f"(first positions {bad[:8].tolist()}); some client encoded out of range."
+                f"{bad.size} slot sums exceed the range of {count} honest updates and {terms} "
+                f"terms (first positions {bad[:8].tolist()}); some client encoded out of range."
             )
-        return sums.astype(np.int64) - np.int64(summands * self.public.offset)
+        return sums.astype(np.int64) - np.int64(offset)
