@@ -15,9 +15,11 @@ import numpy as np
 
 from .backend import PublicBackend, SecretBackend, scheme_classes
 from .codec import FixedPointCodec, Rounding
+from .dp import DistributedDP
 from .errors import (
     ConfigError,
     ContextMismatchError,
+    FormatError,
     InsufficientClientsError,
     SumOverflowError,
     TreeError,
@@ -66,14 +68,18 @@ class PublicContext:
     Use :meth:`encrypt` on a client and :class:`secagg.Aggregator` on the server.
     """
 
-    def __init__(self, backend: PublicBackend, *, min_clients: int = 2) -> None:
+    def __init__(
+        self, backend: PublicBackend, *, min_clients: int = 2, dp: DistributedDP | None = None
+    ) -> None:
         self.backend = backend
         self.codec: FixedPointCodec = backend.codec
         self.scheme: str = backend.scheme
         self.min_clients = min_clients
+        self.dp = dp
+        _check_dp(dp, self.codec, min_clients)
         self.fingerprint: bytes = digest(
             msgpack.packb(
-                [self.scheme, self.codec.params(), backend.fingerprint_material()],
+                [self.scheme, self.codec.params(), backend.fingerprint_material(), _dp_params(dp)],
                 use_bin_type=True,
             )
         )
@@ -119,16 +125,23 @@ class PublicContext:
             rng: generator for stochastic rounding (default: seeded from the OS).
 
         Values outside ``[-clip, clip]`` saturate; how many did is in
-        ``update.num_clipped`` (client side only).
+        ``update.num_clipped`` (client side only). With distributed DP (``dp=`` in
+        :func:`generate`) the whole update is first scaled into the L2 ball of
+        radius ``dp.l2_clip`` and integer discrete Gaussian noise is added to the
+        quantized values before encryption.
         """
         spec, flat = flatten(tree)
         if spec.num_values == 0:
             raise TreeError("the tree has no floating values to encrypt.")
         w = _check_weight(weight, self.codec.max_weight)
         round_id = check_round_id(round_id)
+        if self.dp is not None:
+            flat, _ = self.dp.clip_update(flat)
         q, clipped = self.codec.raw_encode(flat, rng)
         slots = np.empty(q.size + 1, dtype=np.int64)
         np.multiply(q, w, out=slots[:-1])
+        if self.dp is not None:
+            slots[:-1] += self.dp.sample_noise(q.size, self.codec.frac_bits)
         slots[-1] = w
         cts = self.backend.raw_encrypt(slots)
         return EncryptedUpdate(self.scheme, self.fingerprint, Kind.UPDATE, 1, spec, round_id,
@@ -161,6 +174,7 @@ class PublicContext:
             "scheme": self.scheme,
             "codec": self.codec.params(),
             "min_clients": self.min_clients,
+            "dp": _dp_params(self.dp),
             "backend": self.backend.material(),
         }
 
@@ -174,8 +188,17 @@ class PublicContext:
         public_cls, _ = _scheme_or_format_error(scheme)
         codec = _codec_from(body.map("codec"))
         min_clients = body.int("min_clients", 1, codec.max_clients)
+        dp = None
+        if body.optional("dp") is not None:
+            dpb = body.map("dp")
+            try:
+                dp = DistributedDP(dpb.float("l2_clip"), dpb.float("noise_multiplier"),
+                                   dpb.int("min_clients", 1, codec.max_clients))
+                _check_dp(dp, codec, min_clients)
+            except ConfigError as exc:
+                raise FormatError(f"invalid DP parameters: {exc}") from None
         backend = public_cls.from_material(body.map("backend"), codec)
-        return PublicContext(backend, min_clients=min_clients)
+        return PublicContext(backend, min_clients=min_clients, dp=dp)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PublicContext:
@@ -184,9 +207,34 @@ class PublicContext:
         return cls._from_body(body)
 
 
-def _scheme_or_format_error(scheme: str) -> tuple[type[PublicBackend], type[SecretBackend]]:
-    from .errors import FormatError
+def _dp_params(dp: DistributedDP | None) -> dict[str, Any] | None:
+    if dp is None:
+        return None
+    return {"l2_clip": dp.l2_clip, "noise_multiplier": dp.noise_multiplier,
+            "min_clients": dp.min_clients}
 
+
+def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, min_clients: int) -> None:
+    """The codec must reserve the noise's range, and decryption must wait for enough noise."""
+    if dp is None:
+        if codec.noise_bound:
+            raise ConfigError("the codec reserves room for noise but no DP parameters are set.")
+        return
+    if codec.noise_bound != dp.noise_bound(codec.frac_bits):
+        raise ConfigError(
+            f"codec noise_bound {codec.noise_bound} does not match the DP noise bound "
+            f"{dp.noise_bound(codec.frac_bits)}."
+        )
+    if codec.rounding != "nearest":
+        raise ConfigError("distributed DP needs rounding='nearest' (its sensitivity assumes it).")
+    if min_clients < dp.min_clients:
+        raise ConfigError(
+            f"min_clients={min_clients} is below the DP calibration target "
+            f"dp.min_clients={dp.min_clients}: a smaller sum would carry too little noise."
+        )
+
+
+def _scheme_or_format_error(scheme: str) -> tuple[type[PublicBackend], type[SecretBackend]]:
     try:
         return scheme_classes(scheme)
     except ConfigError:
@@ -213,10 +261,12 @@ class SecretContext(PublicContext):
     Keep it away from the aggregator; share ``ctx.public.to_bytes()`` instead.
     """
 
-    def __init__(self, secret: SecretBackend, *, min_clients: int = 2) -> None:
-        super().__init__(secret.public, min_clients=min_clients)
+    def __init__(
+        self, secret: SecretBackend, *, min_clients: int = 2, dp: DistributedDP | None = None
+    ) -> None:
+        super().__init__(secret.public, min_clients=min_clients, dp=dp)
         self.secret_backend = secret
-        self._public = PublicContext(secret.public, min_clients=min_clients)
+        self._public = PublicContext(secret.public, min_clients=min_clients, dp=dp)
 
     @property
     def public(self) -> PublicContext:
@@ -291,7 +341,7 @@ class SecretContext(PublicContext):
         public = PublicContext._from_body(body.map("public"))
         _, secret_cls = scheme_classes(public.scheme)
         secret = secret_cls.from_material(body.map("secret"), public.backend)
-        return cls(secret, min_clients=public.min_clients)
+        return cls(secret, min_clients=public.min_clients, dp=public.dp)
 
 
 def generate(
@@ -308,6 +358,7 @@ def generate(
     rounding: Rounding = "nearest",
     max_terms: int = 0,
     term_clip: float | None = None,
+    dp: DistributedDP | None = None,
     insecure: bool = False,
 ) -> SecretContext:
     """Make keys and parameters for one federation; returns the key holder's context.
@@ -327,6 +378,11 @@ def generate(
         max_terms: how many tensors (plaintext or encrypted, see
             ``PublicContext.encrypt_term``) may be added to one aggregate.
         term_clip: largest magnitude of a term's values (default ``clip``).
+        dp: distributed differential privacy (:class:`secagg.dp.DistributedDP`):
+            clients clip their whole update in L2 and add integer discrete
+            Gaussian noise before encrypting; the bit budget reserves the noise's
+            range (overflow probability at most 2**-40). ``min_clients`` must be
+            at least ``dp.min_clients``.
         insecure: allow Paillier keys below 2048 bits, for tests only.
 
     Example::
@@ -334,14 +390,18 @@ def generate(
         ctx = secagg.generate("paillier", max_clients=100, clip=1.0, frac_bits=16)
         blob = ctx.public.to_bytes()    # for clients and the aggregator
     """
+    if dp is not None and not isinstance(dp, DistributedDP):
+        raise ConfigError(f"dp must be a secagg.dp.DistributedDP. Found {type(dp).__name__}.")
     codec = FixedPointCodec(
         clip=clip, frac_bits=frac_bits, max_clients=max_clients, max_weight=max_weight,
         rounding=rounding, extra_summands=max_terms, term_clip=term_clip,
+        noise_bound=0 if dp is None else dp.noise_bound(frac_bits),
     )
     if isinstance(min_clients, bool) or not isinstance(min_clients, int) or not (
         1 <= min_clients <= max_clients
     ):
         raise ConfigError(f"min_clients must be in [1, max_clients={max_clients}]. Found {min_clients!r}.")
+    _check_dp(dp, codec, min_clients)
     if scheme == "paillier":
         secret = _generate_paillier(codec, key_bits, keypair, insecure)
     elif scheme == "ckks":
@@ -354,7 +414,7 @@ def generate(
     else:
         scheme_classes(scheme)  # raises ConfigError naming the choices
         raise ConfigError(f"unknown scheme {scheme!r}.")
-    return SecretContext(secret, min_clients=min_clients)
+    return SecretContext(secret, min_clients=min_clients, dp=dp)
 
 
 def _generate_paillier(
