@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-slow demo bench bench-quick clean
+.PHONY: test test-slow demo demo-dp quickstart bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# federated training on scikit-learn's digits: plaintext, Paillier and CKKS side by side
 demo: $(STAMP)
+	$(PY) -m secagg demo
+
+demo-dp: $(STAMP)
+	$(PY) -m secagg demo --dp
+
+quickstart: $(STAMP)
 	$(PY) examples/quickstart.py
 
 bench: $(STAMP)

@@ -1,0 +1,344 @@
+"""The ``python -m secagg`` command line: ``demo``, ``keygen``, ``inspect``, ``bench``.
+
+Examples::
+
+    python -m secagg demo --rounds 30 --backends plain,paillier,ckks --out results/
+    python -m secagg keygen --scheme paillier --out key.secagg --public-out key.pub \\
+        --max-clients 100 --clip 1.0 --frac-bits 16
+    python -m secagg inspect key.pub
+    python -m secagg bench --quick
+
+``keygen`` writes the secret context with owner-only permissions (0o600);
+``inspect`` shows the header and public parameters of any secagg payload and
+never prints secret material. Only ``demo`` needs torch, scikit-learn, tqdm and
+matplotlib; they are imported when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .context import PublicContext, generate
+from .errors import SecAggError
+from .tree import TreeSpec
+from .wire import Kind, open_payload, peek_kind, seal
+
+__all__ = ["main", "build_parser", "add_demo_arguments", "run_demo", "inspect_payload"]
+
+_BENCH_SCRIPT = Path("benchmarks") / "bench_core.py"
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+def _backends(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    allowed = ("plain", "paillier", "ckks")
+    bad = [b for b in names if b not in allowed]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"backends must be a comma-separated subset of {','.join(allowed)}; got {text!r}."
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"backends repeat: {text!r}.")
+    return names
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the federated-learning demo's flags (shared with ``examples/fedavg_digits.py``)."""
+    parser.add_argument("--rounds", type=int, default=30, help="communication rounds (default 30)")
+    parser.add_argument("--clients", type=int, default=10, help="number of clients (default 10)")
+    parser.add_argument("--alpha", type=float, default=0.5,
+                        help="Dirichlet concentration of the non-IID label split (default 0.5)")
+    parser.add_argument("--mode", choices=("fedavg", "fedsgd"), default="fedavg",
+                        help="clients send model deltas (fedavg) or one gradient (fedsgd)")
+    parser.add_argument("--backends", type=_backends, default=["plain", "paillier", "ckks"],
+                        help="comma-separated: plain,paillier,ckks (default all three)")
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="directory for fedavg_digits.png and .json (default results/)")
+    parser.add_argument("--dp", action="store_true",
+                        help="distributed differential privacy on the secure backends "
+                             "(L2 clipping + discrete Gaussian noise; prints epsilon)")
+    parser.add_argument("--dp-l2-clip", type=float, default=0.5,
+                        help="DP: L2 norm bound of one client's update (default 0.5)")
+    parser.add_argument("--dp-noise-multiplier", type=float, default=1.0,
+                        help="DP: total noise std in units of the L2 clip (default 1.0)")
+    parser.add_argument("--dp-delta", type=float, default=1e-5,
+                        help="DP: delta at which epsilon is reported (default 1e-5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for everything (default 0)")
+    parser.add_argument("--unweighted", action="store_true",
+                        help="plain mean instead of the sample-weighted mean")
+    parser.add_argument("--local-epochs", type=int, default=2, help="FedAvg local epochs (default 2)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default 0.1 for fedavg, 1.0 for fedsgd)")
+    parser.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (default 2048)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the side-by-side experiment, print the table, write the PNG and JSON.
+
+    Returns:
+        The process exit status (0).
+    """
+    from . import fl
+
+    out = out or sys.stdout
+    cfg_kwargs: dict[str, Any] = dict(
+        rounds=args.rounds, clients=args.clients, alpha=args.alpha, mode=args.mode,
+        weighted=not args.unweighted, seed=args.seed, key_bits=args.key_bits, dp=args.dp,
+        local_epochs=args.local_epochs, lr=args.lr, dp_l2_clip=args.dp_l2_clip,
+        dp_noise_multiplier=args.dp_noise_multiplier, dp_delta=args.dp_delta,
+    )
+    cfg = fl.FLConfig(**cfg_kwargs)  # validates
+    results = fl.run_experiment(backends=args.backends, progress=not args.no_progress,
+                                **cfg_kwargs)
+    print(fl.format_table(results), file=out)
+    png = fl.plot_accuracy(results, args.out / "fedavg_digits.png", title=fl.plot_title(cfg))
+    js = fl.save_json(results, args.out / "fedavg_digits.json", config=fl.config_dict(cfg))
+    print(f"wrote {png} and {js}", file=out)
+    return 0
+
+
+# -- keygen --------------------------------------------------------------------------
+
+
+def _write_private(path: Path, data: bytes, *, force: bool) -> None:
+    """Write ``data`` to a file only its owner can read (0o600), created that way."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file (with --force) keeps no wider mode
+        with os.fdopen(fd, "wb") as f:
+            fd = -1
+            f.write(data)
+    finally:
+        if fd != -1:
+            os.close(fd)
+
+
+def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
+    public_out = args.public_out or args.out.with_name(args.out.name + ".pub")
+    if public_out.resolve() == args.out.resolve():
+        raise SecAggError("--public-out must differ from --out.")
+    for path in (args.out, public_out):
+        if path.exists() and not args.force:
+            raise SecAggError(f"{path} exists; pass --force to overwrite it.")
+    kwargs: dict[str, Any] = dict(
+        max_clients=args.max_clients, clip=args.clip, frac_bits=args.frac_bits,
+        max_weight=args.max_weight, min_clients=args.min_clients,
+    )
+    if args.scheme == "paillier":
+        kwargs.update(key_bits=args.key_bits, insecure=args.insecure)
+    elif args.security is not None:
+        kwargs["security"] = args.security
+    ctx = generate(args.scheme, **kwargs)
+    _write_private(args.out, ctx.to_bytes(), force=args.force)
+    public_out.write_bytes(ctx.public.to_bytes())
+    print(f"{ctx.scheme} context, fingerprint {ctx.fingerprint.hex()}", file=out)
+    print(f"secret context: {args.out} (mode 0600; keep it on the key holder)", file=out)
+    print(f"public context: {public_out} (for clients and the aggregator)", file=out)
+    return 0
+
+
+# -- inspect -------------------------------------------------------------------------
+
+
+def _size(value: Any) -> str:
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    if isinstance(value, list):
+        return f"list of {len(value)}"
+    if isinstance(value, dict):
+        return f"map of {len(value)}"
+    return type(value).__name__
+
+
+def _public_lines(body: dict[str, Any]) -> list[str]:
+    """Describe a public context body (validated by loading it)."""
+    pub = PublicContext.from_bytes(seal(Kind.PUBLIC_CONTEXT, body))
+    d = pub.describe()
+    lines = [
+        f"scheme:       {pub.scheme}",
+        f"fingerprint:  {pub.fingerprint.hex()}",
+        f"min_clients:  {pub.min_clients}",
+        "codec:        " + ", ".join(f"{k}={v}" for k, v in pub.codec.params().items()),
+        f"slot_bits:    {pub.codec.slot_bits}",
+        f"error_bound:  {pub.codec.error_bound:.3g}",
+    ]
+    skip = set(pub.codec.params()) | {"fingerprint", "min_clients", "scheme", "slot_bits",
+                                      "error_bound"}
+    extra = {k: v for k, v in d.items() if k not in skip}
+    if extra:
+        lines.append("backend:      " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()
+        ))
+    backend = body.get("backend", {})
+    if isinstance(backend, dict):
+        lines.append("material:     " + ", ".join(f"{k} ({_size(v)})" for k, v in backend.items()))
+    return lines
+
+
+def _update_lines(body: dict[str, Any]) -> list[str]:
+    """Describe an update, aggregate or term body (public metadata only)."""
+    lines = [f"scheme:       {body.get('scheme')!s:.40}"]
+    fp = body.get("fingerprint")
+    lines.append(f"fingerprint:  {fp.hex() if isinstance(fp, bytes) else '?'}")
+    lines.append(f"count:        {body.get('count')!s:.20} client update(s)")
+    lines.append(f"terms:        {body.get('terms')!s:.20}")
+    lines.append(f"round id:     {body.get('round')!r:.140}")
+    lines.append(f"values:       {body.get('values')!s:.20}")
+    cts = body.get("ciphertexts")
+    if isinstance(cts, bytes):
+        lines.append(f"ciphertexts:  {len(cts)} bytes (packed)")
+    elif isinstance(cts, list):
+        total = sum(len(c) for c in cts if isinstance(c, bytes))
+        lines.append(f"ciphertexts:  {len(cts)}, {total} bytes")
+    spec = TreeSpec.from_obj(body.get("spec"))
+    lines.append(f"tree spec:    {len(spec.leaves)} leaves, {spec.num_values} values")
+    for leaf in spec.leaves:
+        shape = "x".join(map(str, leaf.shape)) or "scalar"
+        lines.append(f"  {leaf.name:<24.60} {shape:<14} {leaf.dtype:<9} {leaf.lib} {leaf.device}")
+    return lines
+
+
+def inspect_payload(data: bytes) -> list[str]:
+    """Describe a secagg payload's header and public fields, one line per item.
+
+    Secret material is never shown: for a secret context only its public half
+    is described, with a line saying that secret material is present.
+
+    Raises:
+        SecAggError: (a ``FormatError`` subclass) if ``data`` is not a valid payload.
+    """
+    kind = peek_kind(data)
+    _, body = open_payload(data)
+    raw = body.raw()
+    body_size = len(data) - 16 - 16
+    lines = [
+        f"kind:         {kind.name.lower()}",
+        f"version:      {data[6]}",
+        f"size:         {len(data)} bytes ({body_size} body, 16 header, 16 digest)",
+    ]
+    if kind == Kind.PUBLIC_CONTEXT:
+        lines += _public_lines(raw)
+    elif kind == Kind.SECRET_CONTEXT:
+        lines += _public_lines(body.map("public").raw())
+        secret = raw.get("secret")
+        fields = ", ".join(sorted(secret)) if isinstance(secret, dict) else "?"
+        lines.append(f"secret:       secret material is present ({fields}) but not shown")
+    elif kind in (Kind.UPDATE, Kind.AGGREGATE, Kind.TERM):
+        lines += _update_lines(raw)
+    else:
+        lines.append("fields:       " + ", ".join(f"{k} ({_size(v)})" for k, v in raw.items()))
+    return lines
+
+
+def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    data = args.file.read_bytes()
+    print(f"file:         {args.file}", file=out)
+    for line in inspect_payload(data):
+        print(line, file=out)
+    return 0
+
+
+# -- bench ---------------------------------------------------------------------------
+
+
+def _find_bench() -> Path | None:
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        script = root / _BENCH_SCRIPT
+        if script.is_file():
+            return script
+    return None
+
+
+def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    script = _find_bench()
+    if script is None:
+        print(
+            f"error: {_BENCH_SCRIPT} not found next to the secagg package or in the current "
+            f"directory; run bench from a source checkout of secagg.",
+            file=sys.stderr,
+        )
+        return 2
+    extra = list(args.bench_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return subprocess.run([sys.executable, str(script), *extra], check=False).returncode
+
+
+# -- entry point ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m secagg`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m secagg",
+        description="Secure aggregation for federated learning: demo, keys, payloads, benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"secagg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="FedAvg/FedSGD on digits: plaintext vs secure aggregation")
+    add_demo_arguments(demo)
+
+    keygen = sub.add_parser("keygen", help="make a secret context and its public half")
+    keygen.add_argument("--scheme", choices=("paillier", "ckks"), required=True)
+    keygen.add_argument("--out", type=Path, required=True,
+                        help="secret context file (written with mode 0600)")
+    keygen.add_argument("--public-out", type=Path, default=None,
+                        help="public context file (default: OUT.pub)")
+    keygen.add_argument("--max-clients", type=int, default=100)
+    keygen.add_argument("--clip", type=float, default=1.0)
+    keygen.add_argument("--frac-bits", type=int, default=16)
+    keygen.add_argument("--max-weight", type=int, default=1)
+    keygen.add_argument("--min-clients", type=int, default=2)
+    keygen.add_argument("--key-bits", type=int, default=2048, help="Paillier modulus size")
+    keygen.add_argument("--security", type=int, choices=(128, 192, 256), default=None,
+                        help="CKKS security level (default 128)")
+    keygen.add_argument("--insecure", action="store_true",
+                        help="allow Paillier keys below 2048 bits (tests only)")
+    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    insp = sub.add_parser("inspect", help="show a payload's header and public parameters")
+    insp.add_argument("file", type=Path)
+
+    sub.add_parser(
+        "bench", help="run benchmarks/bench_core.py with the given arguments",
+        description="Run benchmarks/bench_core.py from a source checkout; every further "
+        "argument (e.g. --quick, --values 50000) is passed on to it.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+        out: where normal output goes (default stdout); errors go to stderr.
+    """
+    out = out or sys.stdout
+    parser = build_parser()
+    # bench passes its unknown arguments on; argparse.REMAINDER cannot take a
+    # leading option (--quick) inside a subcommand, hence parse_known_args.
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    commands = {"demo": lambda a, o: run_demo(a, o), "keygen": _cmd_keygen,
+                "inspect": _cmd_inspect, "bench": _cmd_bench}
+    try:
+        return commands[args.command](args, out)
+    except (SecAggError, OSError, ValueError, NotImplementedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
