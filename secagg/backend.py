@@ -54,6 +54,10 @@ class PublicBackend(ABC):
         """Ciphertexts as MessagePack-able data."""
 
     @abstractmethod
+    def precheck(self, obj: Any, n_slots: int) -> None:
+        """Cheap check that wire data has the right number of ciphertexts, before parsing."""
+
+    @abstractmethod
     def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list:
         """Validate wire data holding ciphertexts of ``n_slots`` slots; raises ``CiphertextError``."""
 

@@ -30,7 +30,7 @@ from .errors import (
     SumOverflowError,
 )
 from .planner import HE_STANDARD_MAX_LOGQ, CkksPlan, ckks_slot_noise_std, plan_ckks
-from .wire import Body
+from .wire import Body, show
 
 __all__ = ["CkksPublic", "CkksSecret", "new_ckks_context"]
 
@@ -67,7 +67,7 @@ def _plan_from(body: Body, codec: FixedPointCodec) -> CkksPlan:
     if n not in HE_STANDARD_MAX_LOGQ or security not in (128, 192, 256):
         raise FormatError(f"unsupported CKKS ring degree {n} or security level {security}.")
     if len(bits) != 2 or not all(type(b) is int and 14 <= b <= 60 for b in bits):
-        raise FormatError(f"CKKS plan needs two primes of 14..60 bits; found {bits!r:.60}.")
+        raise FormatError(f"CKKS plan needs two primes of 14..60 bits; found {show(bits)}.")
     if sum(bits) > HE_STANDARD_MAX_LOGQ[n][security]:
         raise FormatError(
             f"CKKS modulus of {sum(bits)} bits exceeds the {security}-bit security bound for N={n}."
@@ -150,10 +150,6 @@ class CkksPublic(PublicBackend):
     def num_ciphertexts(self, n_slots: int) -> int:
         return max(1, -(-n_slots // self.slots))
 
-    def _chunk_sizes(self, n_slots: int) -> list[int]:
-        n_cts = self.num_ciphertexts(n_slots)
-        return [self.slots] * (n_cts - 1) + [n_slots - (n_cts - 1) * self.slots]
-
     def raw_encrypt(self, slots: np.ndarray, *, term: bool = False) -> list:
         values = np.asarray(slots, dtype=np.int64).astype(np.float64)
         return [
@@ -164,12 +160,17 @@ class CkksPublic(PublicBackend):
     def ciphertexts_to_wire(self, cts: list) -> list[bytes]:
         return [v.serialize() for v in cts]
 
+    def precheck(self, obj: Any, n_slots: int) -> None:
+        n_cts = self.num_ciphertexts(n_slots)
+        if not isinstance(obj, list) or len(obj) != n_cts:
+            raise CiphertextError(f"expected a list of {n_cts} CKKS ciphertexts.")
+
     def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list:
-        sizes = self._chunk_sizes(n_slots)
-        if not isinstance(obj, list) or len(obj) != len(sizes):
-            raise CiphertextError(f"expected a list of {len(sizes)} CKKS ciphertexts.")
+        self.precheck(obj, n_slots)
         out = []
-        for i, (blob, size) in enumerate(zip(obj, sizes)):
+        last = len(obj) - 1
+        for i, blob in enumerate(obj):
+            size = self.slots if i < last else n_slots - last * self.slots
             if not isinstance(blob, bytes) or len(blob) > self._max_ct_bytes:
                 raise CiphertextError(f"CKKS ciphertext {i} is not bytes of a plausible size.")
             try:
@@ -186,6 +187,7 @@ class CkksPublic(PublicBackend):
             len(cts) == 1
             and vec.size() == size
             and cts[0].size() == 2
+            and cts[0].is_ntt_form()
             and cts[0].parms_id() == self._parms_id
             and cts[0].scale == 2.0**self.plan.scale_bits
         )
@@ -195,7 +197,10 @@ class CkksPublic(PublicBackend):
             )
 
     def raw_add(self, a: list, b: list) -> list:
-        return [x + y for x, y in zip(a, b)]
+        try:
+            return [x + y for x, y in zip(a, b)]
+        except Exception as exc:  # validated inputs never get here; keep the contract anyway
+            raise CiphertextError(f"CKKS ciphertexts cannot be added: {exc}") from None
 
 
 def _check_context_matches(ctx: ts.Context, plan: CkksPlan) -> None:
@@ -242,15 +247,19 @@ class CkksSecret(SecretBackend):
         for vec in cts:
             mine = vec.copy()
             mine.link_context(self.context)
-            parts.append(np.asarray(mine.decrypt(), dtype=np.float64))
+            try:
+                parts.append(np.asarray(mine.decrypt(), dtype=np.float64))
+            except Exception as exc:
+                raise CiphertextError(f"CKKS ciphertext does not decrypt: {exc}") from None
         raw = np.concatenate(parts)[:n_slots]
         rounded = np.rint(raw)
         residual = np.abs(raw - rounded)
         if residual.size and residual.max() > _MAX_RESIDUAL:
             worst = int(residual.argmax())
+            # no numbers from the unrounded decryption in the message: they leak key information
             raise NoiseBudgetError(
-                f"CKKS noise in slot {worst} is too large to round exactly (residual "
-                f"{residual[worst]:.3f}); the sum is refused rather than decoded wrongly."
+                f"CKKS noise in slot {worst} is too large to round exactly; the sum is "
+                f"refused rather than decoded wrongly."
             )
         bound = self.public.codec.range_of(count, terms)
         bad = np.flatnonzero(np.abs(rounded) > bound)

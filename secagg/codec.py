@@ -104,6 +104,12 @@ class FixedPointCodec:
             raise ConfigError(
                 f"rounding must be 'nearest' or 'stochastic'. Found {self.rounding!r}."
             )
+        for name, c in (("clip", self.clip), ("term_clip", self.term_clip)):
+            if c is not None and c * self.scale >= 2.0**_MAX_SUM_BITS:
+                raise ConfigError(
+                    f"{name} * 2**frac_bits must stay below 2**{_MAX_SUM_BITS}. Found {name}={c}, "
+                    f"frac_bits={self.frac_bits}."
+                )
         if self.qmax < 1:
             raise ConfigError(
                 f"clip * 2**frac_bits must be at least 1 so that a value can be "
@@ -195,6 +201,8 @@ class FixedPointCodec:
             if rng is None:
                 rng = np.random.default_rng(secrets.randbits(128))
             q = np.floor(y + rng.random(y.shape))
+            # y + u can round up to qmax + 1 in float64 when u is within an ulp of 1
+            np.clip(q, -qmax, qmax, out=q)
         return q.astype(np.int64), clipped
 
     def raw_decode(self, ints: np.ndarray, divisor: float | int = 1) -> np.ndarray:

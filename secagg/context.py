@@ -26,7 +26,7 @@ from .errors import (
     WeightError,
 )
 from .tree import flatten, unflatten
-from .update import EncryptedUpdate, check_round_id
+from .update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
 from .wire import Body, Kind, digest, open_payload, seal
 
 __all__ = ["generate", "PublicContext", "SecretContext", "RawSum", "Reduce"]
@@ -138,11 +138,12 @@ class PublicContext:
         if self.dp is not None:
             flat, _ = self.dp.clip_update(flat)
         q, clipped = self.codec.raw_encode(flat, rng)
-        slots = np.empty(q.size + 1, dtype=np.int64)
-        np.multiply(q, w, out=slots[:-1])
+        slots = np.empty(q.size + EXTRA_SLOTS, dtype=np.int64)
+        values = slots[: q.size]
+        np.multiply(q, w, out=values)
         if self.dp is not None:
-            slots[:-1] += self.dp.sample_noise(q.size, self.codec.frac_bits)
-        slots[-1] = w
+            values += self.dp.sample_noise(q.size, self.codec.frac_bits)
+        slots[q.size :] = (w, 1)  # encrypted weight and count
         cts = self.backend.raw_encrypt(slots)
         return EncryptedUpdate(self.scheme, self.fingerprint, Kind.UPDATE, 1, spec, round_id,
                                cts, self, num_clipped=clipped)
@@ -162,8 +163,8 @@ class PublicContext:
         if spec.num_values == 0:
             raise TreeError("the tree has no floating values to encrypt.")
         round_id = check_round_id(round_id)
-        slots = np.zeros(flat.size + 1, dtype=np.int64)
-        slots[:-1] = self.codec.raw_encode_term(flat)
+        slots = np.zeros(flat.size + EXTRA_SLOTS, dtype=np.int64)  # weight 0, count 0
+        slots[: flat.size] = self.codec.raw_encode_term(flat)
         cts = self.backend.raw_encrypt(slots, term=True)
         return EncryptedUpdate(self.scheme, self.fingerprint, Kind.TERM, 0, spec, round_id,
                                cts, self, terms=1)
@@ -186,7 +187,10 @@ class PublicContext:
     def _from_body(cls, body: Body) -> PublicContext:
         scheme = body.str("scheme")
         public_cls, _ = _scheme_or_format_error(scheme)
-        codec = _codec_from(body.map("codec"))
+        try:
+            codec = _codec_from(body.map("codec"))
+        except ConfigError as exc:
+            raise FormatError(f"invalid codec parameters: {exc}") from None
         min_clients = body.int("min_clients", 1, codec.max_clients)
         dp = None
         if body.optional("dp") is not None:
@@ -195,7 +199,7 @@ class PublicContext:
                 dp = DistributedDP(dpb.float("l2_clip"), dpb.float("noise_multiplier"),
                                    dpb.int("min_clients", 1, codec.max_clients))
                 _check_dp(dp, codec, min_clients)
-            except ConfigError as exc:
+            except (ConfigError, ValueError, ArithmeticError) as exc:
                 raise FormatError(f"invalid DP parameters: {exc}") from None
         backend = public_cls.from_material(body.map("backend"), codec)
         return PublicContext(backend, min_clients=min_clients, dp=dp)
@@ -296,13 +300,18 @@ class SecretContext(PublicContext):
         sums = self.secret_backend.raw_decrypt(
             total.ciphertexts, total.num_slots, total.count, total.terms
         )
-        weight_sum = int(sums[-1])
+        weight_sum, count = int(sums[-2]), int(sums[-1])
+        if count != total.count:
+            raise ContextMismatchError(
+                f"the sum claims {total.count} client updates but its encrypted count is "
+                f"{count}: the payload was relabelled. Refusing to decrypt."
+            )
         if not total.count <= weight_sum <= total.count * self.codec.max_weight:
             raise SumOverflowError(
                 f"decrypted weight sum {weight_sum} is impossible for {total.count} clients "
                 f"with weights in [1, {self.codec.max_weight}]."
             )
-        return RawSum(sums[:-1], weight_sum, total.count, total.terms)
+        return RawSum(sums[:-EXTRA_SLOTS], weight_sum, total.count, total.terms)
 
     def decrypt(
         self, total: EncryptedUpdate | bytes, reduce: Reduce = "mean", *, device: Any = None
@@ -439,10 +448,5 @@ def _generate_paillier(
         if key_bits > 16384:
             raise ConfigError(f"key_bits must be at most 16384. Found {key_bits}.")
         pk, sk = phe.generate_paillier_keypair(n_length=key_bits)
-    public = PaillierPublic(pk, codec)
-    if public.key_bits < MIN_SECURE_KEY_BITS and not insecure:
-        raise ConfigError(
-            f"Paillier keys below {MIN_SECURE_KEY_BITS} bits are insecure (found "
-            f"{public.key_bits}); pass insecure=True only in tests."
-        )
+    public = PaillierPublic(pk, codec, insecure=insecure)
     return PaillierSecret(sk, public)

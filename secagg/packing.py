@@ -19,8 +19,9 @@ from .errors import ConfigError
 
 __all__ = ["SlotLayout"]
 
-# Bound the temporary bit matrices (64 bytes per slot) to about 32 MiB.
-_CHUNK_SLOTS = 1 << 19
+# Bound the temporaries: packing shifts each slot into a uint64 per bit (8 bytes
+# x up to 64 bits = 512 bytes a slot), so 2**16 slots peak at about 32 MiB.
+_CHUNK_SLOTS = 1 << 16
 
 
 @dataclass(frozen=True)

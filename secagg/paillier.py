@@ -45,7 +45,9 @@ class PaillierPublic(PublicBackend):
 
     scheme = "paillier"
 
-    def __init__(self, public_key: phe.PaillierPublicKey, codec: FixedPointCodec) -> None:
+    def __init__(
+        self, public_key: phe.PaillierPublicKey, codec: FixedPointCodec, *, insecure: bool = False
+    ) -> None:
         if not isinstance(public_key, phe.PaillierPublicKey):
             raise ConfigError(
                 f"public key must be a phe.PaillierPublicKey. Found {type(public_key).__name__}."
@@ -55,6 +57,12 @@ class PaillierPublic(PublicBackend):
         self.n = gmpy2.mpz(public_key.n)
         self.nsquare = self.n * self.n
         self.key_bits = int(self.n.bit_length())
+        if self.key_bits < MIN_SECURE_KEY_BITS and not insecure:
+            raise ConfigError(
+                f"Paillier keys below {MIN_SECURE_KEY_BITS} bits are insecure (found "
+                f"{self.key_bits}); pass insecure=True only in tests."
+            )
+        self.insecure = self.key_bits < MIN_SECURE_KEY_BITS
         self.layout = _layout(self.key_bits, codec)
         self.ct_bytes = (int(self.nsquare.bit_length()) + 7) // 8
         self.offset = codec.contribution_bound
@@ -66,6 +74,7 @@ class PaillierPublic(PublicBackend):
             "n": int(self.n).to_bytes((self.key_bits + 7) // 8, "big"),
             "slot_bits": self.layout.slot_bits,
             "slots": self.layout.slots,
+            "insecure": self.insecure,
         }
 
     @classmethod
@@ -74,7 +83,13 @@ class PaillierPublic(PublicBackend):
         n = int.from_bytes(raw_n, "big")
         if not _MIN_KEY_BITS <= n.bit_length() <= _MAX_KEY_BITS or n % 2 == 0:
             raise FormatError(f"Paillier modulus has an invalid size ({n.bit_length()} bits).")
-        public = cls(phe.PaillierPublicKey(n), codec)
+        insecure = body.optional("insecure")
+        if n.bit_length() < MIN_SECURE_KEY_BITS and insecure is not True:
+            raise FormatError(
+                f"Paillier modulus of {n.bit_length()} bits is below {MIN_SECURE_KEY_BITS} and the "
+                f"context is not marked as an insecure test context; refusing it."
+            )
+        public = cls(phe.PaillierPublicKey(n), codec, insecure=True)
         slot_bits = body.int("slot_bits", 1, 64)
         slots = body.int("slots", 1, _MAX_KEY_BITS)
         if (slot_bits, slots) != (public.layout.slot_bits, public.layout.slots):
@@ -85,7 +100,8 @@ class PaillierPublic(PublicBackend):
         return public
 
     def fingerprint_material(self) -> bytes:
-        return int(self.n).to_bytes((self.key_bits + 7) // 8, "big")
+        tag = b"insecure-test-key:" if self.insecure else b""
+        return tag + int(self.n).to_bytes((self.key_bits + 7) // 8, "big")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -122,7 +138,7 @@ class PaillierPublic(PublicBackend):
         width = self.ct_bytes
         return b"".join(c.to_bytes(width, "big") for c in cts)
 
-    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list:
+    def precheck(self, obj: Any, n_slots: int) -> None:
         width = self.ct_bytes
         n_cts = self.num_ciphertexts(n_slots)
         if not isinstance(obj, bytes) or len(obj) != n_cts * width:
@@ -131,6 +147,10 @@ class PaillierPublic(PublicBackend):
                 f"expected {n_cts} Paillier ciphertexts of {width} bytes "
                 f"({n_cts * width} bytes); found {found}."
             )
+
+    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list:
+        self.precheck(obj, n_slots)
+        width = self.ct_bytes
         from_bytes = gmpy2.mpz.from_bytes
         cts = [from_bytes(obj[i : i + width], "big") for i in range(0, len(obj), width)]
         nsquare, n = self.nsquare, self.n
@@ -181,7 +201,12 @@ class PaillierSecret(SecretBackend):
         q = int.from_bytes(body.bytes("q", max_size=_MAX_KEY_BITS // 8), "big")
         if p < 3 or q < 3 or p == q or p * q != int(public.n):
             raise FormatError("Paillier secret factors do not match the public modulus.")
-        return cls(phe.PaillierPrivateKey(public.public_key, p, q), public)
+        if not (gmpy2.is_prime(p) and gmpy2.is_prime(q)):
+            raise FormatError("Paillier secret factors are not prime.")
+        try:
+            return cls(phe.PaillierPrivateKey(public.public_key, p, q), public)
+        except (ZeroDivisionError, ValueError, ArithmeticError):
+            raise FormatError("Paillier secret key is degenerate.") from None
 
     def raw_decrypt_int(self, c: gmpy2.mpz) -> gmpy2.mpz:
         """CRT decryption of one ciphertext to its plaintext integer."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EncodingError, FormatError, TreeError, TreeMismatchError
+from .wire import show
 
 __all__ = ["LeafSpec", "TreeSpec", "flatten", "unflatten"]
 
@@ -72,8 +73,12 @@ class TreeSpec:
         return tuple(leaf.name for leaf in self.leaves)
 
     def compat_key(self) -> tuple:
-        """What two compatible specs share."""
-        return (_freeze(self.structure), tuple((x.name, x.shape) for x in self.leaves))
+        """What two compatible specs share (computed once)."""
+        key = self.__dict__.get("_compat_key")
+        if key is None:
+            key = (_freeze(self.structure), tuple((x.name, x.shape) for x in self.leaves))
+            object.__setattr__(self, "_compat_key", key)
+        return key
 
     def check_compatible(self, other: TreeSpec) -> None:
         """Raise ``TreeMismatchError`` naming the first difference from ``other``."""
@@ -114,18 +119,18 @@ class TreeSpec:
         leaves = []
         for item in raw_leaves:
             if not (isinstance(item, list) and len(item) == 5):
-                raise FormatError(f"malformed leaf entry in tree spec: {item!r:.80}.")
+                raise FormatError(f"malformed leaf entry in tree spec: {show(item)}.")
             name, shape, dtype, lib, device = item
             if not isinstance(name, str) or len(name) > _MAX_NAME:
                 raise FormatError("leaf name must be a string of at most 1024 characters.")
             if not isinstance(shape, list) or len(shape) > 32 or not all(
-                type(d) is int and 0 <= d < 2**40 for d in shape
+                type(d) is int and 1 <= d < 2**40 for d in shape
             ):
-                raise FormatError(f"leaf {name!r} has an invalid shape {shape!r:.80}.")
+                raise FormatError(f"leaf {name!r} has an invalid shape {show(shape)}.")
             if dtype not in FLOAT_DTYPES:
-                raise FormatError(f"leaf {name!r} has unsupported dtype {dtype!r:.40}.")
+                raise FormatError(f"leaf {name!r} has unsupported dtype {show(dtype)}.")
             if lib not in ("numpy", "torch") or (lib == "numpy" and dtype == "bfloat16"):
-                raise FormatError(f"leaf {name!r} has unsupported library {lib!r:.40}.")
+                raise FormatError(f"leaf {name!r} has unsupported library {show(lib)}.")
             if not isinstance(device, str) or len(device) > 64:
                 raise FormatError(f"leaf {name!r} has an invalid device entry.")
             leaves.append(LeafSpec(name, tuple(shape), dtype, lib, device))
@@ -141,19 +146,23 @@ def _freeze(node: Any) -> Any:
     return node
 
 
-def _check_structure(node: Any, depth: int) -> list[int]:
+def _check_structure(node: Any, depth: int, out: list[int] | None = None) -> list[int]:
     """Validate a structure node from the wire; returns the leaf indices it uses."""
+    out = [] if out is None else out
     if depth > _MAX_DEPTH:
         raise FormatError(f"tree spec nests deeper than {_MAX_DEPTH} levels.")
     if not isinstance(node, list) or not node or not isinstance(node[0], str):
         raise FormatError("malformed node in tree spec structure.")
     tag = node[0]
     if tag == "none" and len(node) == 1:
-        return []
+        return out
     if tag == "leaf" and len(node) == 2 and type(node[1]) is int:
-        return [node[1]]
+        out.append(node[1])
+        return out
     if tag in ("list", "tuple") and len(node) == 2 and isinstance(node[1], list):
-        return [i for child in node[1] for i in _check_structure(child, depth + 1)]
+        for child in node[1]:
+            _check_structure(child, depth + 1, out)
+        return out
     if (
         tag == "dict"
         and len(node) == 3
@@ -163,8 +172,10 @@ def _check_structure(node: Any, depth: int) -> list[int]:
         and all(isinstance(k, str) for k in node[1])
         and len(set(node[1])) == len(node[1])
     ):
-        return [i for child in node[2] for i in _check_structure(child, depth + 1)]
-    raise FormatError(f"malformed node {tag!r:.20} in tree spec structure.")
+        for child in node[2]:
+            _check_structure(child, depth + 1, out)
+        return out
+    raise FormatError(f"malformed node {show(tag)} in tree spec structure.")
 
 
 # -- flatten ---------------------------------------------------------------------
@@ -218,6 +229,8 @@ def flatten(tree: Any) -> tuple[TreeSpec, np.ndarray]:
                 f"leaf {name!r} is a {type(node).__name__}; expected a numpy array, a torch "
                 f"tensor, None, or a list / tuple / dict of them."
             )
+        if leaf.size == 0:
+            raise TreeError(f"leaf {name!r} has no values (shape {leaf.shape}); drop it or use None.")
         leaves.append(leaf)
         arrays.append(arr)
         return ["leaf", len(leaves) - 1]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ContextMismatchError, FormatError
 from .tree import TreeSpec
-from .wire import Kind, open_payload, seal
+from .wire import Kind, open_payload, seal, show
 
 if TYPE_CHECKING:
     from .context import PublicContext
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 __all__ = ["EncryptedUpdate", "RoundId"]
 
 RoundId = int | str | None
+# after the values: the weight (sum of client weights) and the count (1 per client
+# update, 0 per term), both encrypted, so that neither can be relabelled in clear
+EXTRA_SLOTS = 2
 _MAX_ROUND_STR = 128
 
 
@@ -26,7 +29,7 @@ def check_round_id(round_id: object) -> RoundId:
         return round_id
     raise FormatError(
         f"round_id must be None, an integer in [0, 2**63) or a string of at most "
-        f"{_MAX_ROUND_STR} characters. Found {round_id!r:.60}."
+        f"{_MAX_ROUND_STR} characters. Found {show(round_id)}."
     )
 
 
@@ -63,8 +66,8 @@ class EncryptedUpdate:
 
     @property
     def num_slots(self) -> int:
-        """Slots carried: every value plus the weight slot."""
-        return self.spec.num_values + 1
+        """Slots carried: every value, then the weight slot and the count slot."""
+        return self.spec.num_values + EXTRA_SLOTS
 
     def to_bytes(self) -> bytes:
         """Serialize as a versioned, self-describing payload (see :mod:`secagg.wire`)."""
@@ -120,14 +123,18 @@ class EncryptedUpdate:
         terms = body.int("terms", 0, codec.extra_summands)
         if kind == Kind.TERM and terms != 1:
             raise FormatError(f"a term payload must have terms 1; found {terms}.")
+        if kind == Kind.UPDATE and terms != 0:
+            raise FormatError(f"a client update must have terms 0; found {terms}.")
         round_id = check_round_id(body.optional("round"))
+        n_values = body.int("values", 1, 2**40)
+        n_slots = n_values + EXTRA_SLOTS
+        public.backend.precheck(body.any("ciphertexts"), n_slots)  # before parsing the spec
         spec = TreeSpec.from_obj(body.any("spec"))
-        n_values = body.int("values", 0, 2**40)
         if n_values != spec.num_values:
             raise FormatError(
                 f"payload announces {n_values} values but its tree spec holds {spec.num_values}."
             )
-        cts = public.backend.ciphertexts_from_wire(body.any("ciphertexts"), n_values + 1)
+        cts = public.backend.ciphertexts_from_wire(body.any("ciphertexts"), n_slots)
         return cls(scheme, fp, kind, count, spec, round_id, cts, public, terms,
                    _digest=[bytes(data[-16:])])
 

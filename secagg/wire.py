@@ -33,7 +33,7 @@ from .errors import (
     UnsupportedVersionError,
 )
 
-__all__ = ["Kind", "MAGIC", "VERSION", "seal", "open_payload", "peek_kind", "digest", "Body"]
+__all__ = ["Kind", "MAGIC", "VERSION", "seal", "open_payload", "peek_kind", "digest", "show", "Body"]
 
 MAGIC = b"SECAGG"
 VERSION = 1
@@ -50,6 +50,17 @@ class Kind(IntEnum):
     AGGREGATE = 4
     TERM = 5
     CHECKPOINT = 6
+
+
+def show(value: object, limit: int = 40) -> str:
+    """A short description of an untrusted value that never recurses into containers."""
+    if isinstance(value, (bool, int, float)):
+        text = repr(value)
+    elif isinstance(value, (str, bytes)):
+        text = repr(value[:limit])
+    else:
+        text = f"a {type(value).__name__}"
+    return text[:limit]
 
 
 def digest(data: bytes) -> bytes:
@@ -147,7 +158,7 @@ class Body:
             raise FormatError(f"{self._what} field {name!r} must be a short string.")
         if choices is not None and value not in choices:
             raise FormatError(
-                f"{self._what} field {name!r} is {value!r:.40}; expected one of {choices}."
+                f"{self._what} field {name!r} is {show(value)}; expected one of {choices}."
             )
         return value
 
@@ -157,7 +168,7 @@ class Body:
         if type(value) is not int or not lo <= value <= hi:
             raise FormatError(
                 f"{self._what} field {name!r} must be an integer in [{lo}, {hi}]; "
-                f"found {value!r:.40}."
+                f"found {show(value)}."
             )
         return value
 

@@ -94,7 +94,7 @@ def test_paillier_ciphertexts_are_ordinary_phe_ciphertexts(contexts):
     x = np.array([0.5, -0.25, 1.0, -1.0])
     upd = ctx.public.encrypt(x, weight=3)
     q = ctx.codec.encode(x)
-    slots = np.append(3 * q, 3) + backend.offset
+    slots = np.append(3 * q, [3, 1]) + backend.offset  # values, weight, count
     expected = backend.layout.raw_pack(slots.astype(np.uint64))
     sk = ctx.secret_backend.private_key
     assert isinstance(sk, phe.PaillierPrivateKey)
