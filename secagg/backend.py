@@ -46,7 +46,9 @@ class PublicBackend(ABC):
         """Ciphertexts needed for ``n_slots`` slots."""
 
     @abstractmethod
-    def raw_encrypt(self, slots: np.ndarray, *, term: bool = False) -> list:
+    def raw_encrypt(
+        self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
+    ) -> list:
         """Encrypt an int64 slot vector bounded by the codec's contribution (or term) bound."""
 
     @abstractmethod
@@ -85,8 +87,17 @@ class SecretBackend(ABC):
         """Validate and rebuild from :meth:`material`; raises ``FormatError``."""
 
     @abstractmethod
-    def raw_decrypt(self, cts: list, n_slots: int, count: int, terms: int) -> np.ndarray:
+    def raw_decrypt(
+        self, cts: list, n_slots: int, count: int, terms: int, *, workers: int = 1,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Decrypt to the int64 signed slot sums of ``count`` updates and ``terms`` terms."""
+
+    def raw_encrypt(
+        self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
+    ) -> list:
+        """Encrypt with whatever the secret key speeds up (default: the public path)."""
+        return self.public.raw_encrypt(slots, term=term, workers=workers, progress=progress)
 
 
 # scheme name -> (module, public class, secret class); imported on first use so

@@ -150,7 +150,9 @@ class CkksPublic(PublicBackend):
     def num_ciphertexts(self, n_slots: int) -> int:
         return max(1, -(-n_slots // self.slots))
 
-    def raw_encrypt(self, slots: np.ndarray, *, term: bool = False) -> list:
+    def raw_encrypt(
+        self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
+    ) -> list:
         values = np.asarray(slots, dtype=np.int64).astype(np.float64)
         return [
             ts.ckks_vector(self.context, values[i : i + self.slots].tolist())
@@ -242,7 +244,10 @@ class CkksSecret(SecretBackend):
         _check_context_matches(ctx, public.plan)
         return cls(ctx, public)
 
-    def raw_decrypt(self, cts: list, n_slots: int, count: int, terms: int) -> np.ndarray:
+    def raw_decrypt(
+        self, cts: list, n_slots: int, count: int, terms: int, *, workers: int = 1,
+        progress: bool = False,
+    ) -> np.ndarray:
         parts = []
         for vec in cts:
             mine = vec.copy()

@@ -49,6 +49,12 @@ def _check_weight(weight: object, max_weight: int) -> int:
     return int(weight)
 
 
+def _check_workers(workers: object) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer. Found {workers!r}.")
+    return workers
+
+
 def _codec_from(body: Body) -> FixedPointCodec:
     return FixedPointCodec(
         clip=body.float("clip"),
@@ -89,6 +95,20 @@ class PublicContext:
         """The public context itself (so any context has ``.public``)."""
         return self
 
+    def _encryptor(self) -> PublicBackend | SecretBackend:
+        return self.backend
+
+    def precompute(self, count: int, *, workers: int = 1, progress: bool = False) -> None:
+        """Precompute encryption randomness for ``count`` ciphertexts (Paillier).
+
+        Run it between rounds: online encryption then costs one modular product
+        per ciphertext. The pool stays in this process and is never reused.
+        """
+        precompute = getattr(self.backend, "precompute", None)
+        if precompute is None:
+            raise ConfigError(f"the {self.scheme!r} scheme has no randomness to precompute.")
+        precompute(count, workers=_check_workers(workers), progress=progress)
+
     def __repr__(self) -> str:
         return (
             f"PublicContext(scheme={self.scheme!r}, fingerprint={self.fingerprint.hex()[:12]}, "
@@ -113,6 +133,8 @@ class PublicContext:
         *,
         round_id: int | str | None = None,
         rng: np.random.Generator | None = None,
+        workers: int = 1,
+        progress: bool = False,
     ) -> EncryptedUpdate:
         """Quantize and encrypt a tree of tensors.
 
@@ -123,6 +145,9 @@ class PublicContext:
                 never learns it.
             round_id: optional round the update belongs to.
             rng: generator for stochastic rounding (default: seeded from the OS).
+            workers: processes to encrypt with (Paillier; results decode the same
+                for any number).
+            progress: show a progress bar (needs tqdm).
 
         Values outside ``[-clip, clip]`` saturate; how many did is in
         ``update.num_clipped`` (client side only). With distributed DP (``dp=`` in
@@ -144,7 +169,8 @@ class PublicContext:
         if self.dp is not None:
             values += self.dp.sample_noise(q.size, self.codec.frac_bits)
         slots[q.size :] = (w, 1)  # encrypted weight and count
-        cts = self.backend.raw_encrypt(slots)
+        cts = self._encryptor().raw_encrypt(slots, workers=_check_workers(workers),
+                                            progress=progress)
         return EncryptedUpdate(self.scheme, self.fingerprint, Kind.UPDATE, 1, spec, round_id,
                                cts, self, num_clipped=clipped)
 
@@ -165,7 +191,7 @@ class PublicContext:
         round_id = check_round_id(round_id)
         slots = np.zeros(flat.size + EXTRA_SLOTS, dtype=np.int64)  # weight 0, count 0
         slots[: flat.size] = self.codec.raw_encode_term(flat)
-        cts = self.backend.raw_encrypt(slots, term=True)
+        cts = self._encryptor().raw_encrypt(slots, term=True)
         return EncryptedUpdate(self.scheme, self.fingerprint, Kind.TERM, 0, spec, round_id,
                                cts, self, terms=1)
 
@@ -277,6 +303,9 @@ class SecretContext(PublicContext):
         """The public half, holding no secret key."""
         return self._public
 
+    def _encryptor(self) -> PublicBackend | SecretBackend:
+        return self.secret_backend  # CRT encryption where the scheme has it
+
     def __repr__(self) -> str:
         return "Secret" + super().__repr__()
 
@@ -294,11 +323,14 @@ class SecretContext(PublicContext):
             )
         return total
 
-    def decrypt_raw(self, total: EncryptedUpdate | bytes) -> RawSum:
+    def decrypt_raw(
+        self, total: EncryptedUpdate | bytes, *, workers: int = 1, progress: bool = False
+    ) -> RawSum:
         """Decrypt to exact integer sums (see :class:`RawSum`); no float rounding involved."""
         total = self._check_total(total)
         sums = self.secret_backend.raw_decrypt(
-            total.ciphertexts, total.num_slots, total.count, total.terms
+            total.ciphertexts, total.num_slots, total.count, total.terms,
+            workers=_check_workers(workers), progress=progress,
         )
         weight_sum, count = int(sums[-2]), int(sums[-1])
         if count != total.count:
@@ -314,7 +346,13 @@ class SecretContext(PublicContext):
         return RawSum(sums[:-EXTRA_SLOTS], weight_sum, total.count, total.terms)
 
     def decrypt(
-        self, total: EncryptedUpdate | bytes, reduce: Reduce = "mean", *, device: Any = None
+        self,
+        total: EncryptedUpdate | bytes,
+        reduce: Reduce = "mean",
+        *,
+        device: Any = None,
+        workers: int = 1,
+        progress: bool = False,
     ) -> Any:
         """Decrypt a sum and decode it to a tree shaped like the clients' input.
 
@@ -323,6 +361,8 @@ class SecretContext(PublicContext):
             reduce: ``"sum"`` (Σ wᵢxᵢ), ``"mean"`` (Σ wᵢxᵢ / count) or
                 ``"weighted_mean"`` (Σ wᵢxᵢ / Σ wᵢ).
             device: put every torch leaf on this device instead of its own.
+            workers: processes to decrypt with (Paillier).
+            progress: show a progress bar (needs tqdm).
 
         Raises ``InsufficientClientsError`` below ``min_clients`` and
         ``SumOverflowError`` if a slot left the range honest clients can reach.
@@ -332,7 +372,7 @@ class SecretContext(PublicContext):
                 f"reduce must be 'sum', 'mean' or 'weighted_mean'. Found {reduce!r}."
             )
         total = self._check_total(total)
-        raw = self.decrypt_raw(total)
+        raw = self.decrypt_raw(total, workers=workers, progress=progress)
         divisor = {"sum": 1, "mean": raw.count, "weighted_mean": raw.weight_sum}[reduce]
         return unflatten(total.spec, self.codec.raw_decode(raw.values, divisor), device=device)
 
@@ -368,6 +408,8 @@ def generate(
     max_terms: int = 0,
     term_clip: float | None = None,
     dp: DistributedDP | None = None,
+    randomness: str = "djn",
+    optimized_keys: bool = False,
     insecure: bool = False,
 ) -> SecretContext:
     """Make keys and parameters for one federation; returns the key holder's context.
@@ -392,6 +434,11 @@ def generate(
             Gaussian noise before encrypting; the bit budget reserves the noise's
             range (overflow probability at most 2**-40). ``min_clients`` must be
             at least ``dp.min_clients``.
+        randomness: Paillier only: ``"djn"`` (default; ``hs**a`` with a short
+            exponent from a fixed-base table) or ``"standard"`` (full ``r**n``).
+        optimized_keys: Paillier only: Ma-Han-Lei keys (ACSAC 2021), whose
+            ℓ-bit exponents make encryption and decryption several times faster;
+            still ordinary Paillier keys for ``phe``.
         insecure: allow Paillier keys below 2048 bits, for tests only.
 
     Example::
@@ -412,10 +459,10 @@ def generate(
         raise ConfigError(f"min_clients must be in [1, max_clients={max_clients}]. Found {min_clients!r}.")
     _check_dp(dp, codec, min_clients)
     if scheme == "paillier":
-        secret = _generate_paillier(codec, key_bits, keypair, insecure)
+        secret = _generate_paillier(codec, key_bits, keypair, insecure, randomness, optimized_keys)
     elif scheme == "ckks":
-        if keypair is not None:
-            raise ConfigError("keypair is for the 'paillier' scheme only.")
+        if keypair is not None or optimized_keys:
+            raise ConfigError("keypair and optimized_keys are for the 'paillier' scheme only.")
         from .ckks import CkksPublic, CkksSecret
 
         public, secret_ctx = CkksPublic.generate(codec, security=security)
@@ -427,17 +474,23 @@ def generate(
 
 
 def _generate_paillier(
-    codec: FixedPointCodec, key_bits: int, keypair: tuple[Any, Any] | None, insecure: bool
+    codec: FixedPointCodec,
+    key_bits: int,
+    keypair: tuple[Any, Any] | None,
+    insecure: bool,
+    randomness: str,
+    optimized_keys: bool,
 ) -> SecretBackend:
     import phe
 
-    from .paillier import MIN_SECURE_KEY_BITS, PaillierPublic, PaillierSecret
+    from .paillier import MIN_SECURE_KEY_BITS, RANDOMNESS, PaillierPublic, PaillierSecret
+    from .paillier_keys import djn_generator, generate_optimized_keypair
 
-    if keypair is not None:
-        if not (isinstance(keypair, tuple) and len(keypair) == 2):
-            raise ConfigError("keypair must be a (phe.PaillierPublicKey, phe.PaillierPrivateKey) tuple.")
-        pk, sk = keypair
-    else:
+    if randomness not in RANDOMNESS:
+        raise ConfigError(f"randomness must be one of {RANDOMNESS}. Found {randomness!r}.")
+    if optimized_keys and (keypair is not None or randomness != "djn"):
+        raise ConfigError("optimized_keys generates its own keys and needs randomness='djn'.")
+    if keypair is None:
         if isinstance(key_bits, bool) or not isinstance(key_bits, int) or key_bits % 8:
             raise ConfigError(f"key_bits must be a multiple of 8. Found {key_bits!r}.")
         if key_bits < MIN_SECURE_KEY_BITS and not insecure:
@@ -447,6 +500,20 @@ def _generate_paillier(
             )
         if key_bits > 16384:
             raise ConfigError(f"key_bits must be at most 16384. Found {key_bits}.")
+    small = None
+    hs = r_bits = None
+    if optimized_keys:
+        pk, sk, small, hs, r_bits = generate_optimized_keypair(key_bits)
+    elif keypair is not None:
+        if not (isinstance(keypair, tuple) and len(keypair) == 2):
+            raise ConfigError("keypair must be a (phe.PaillierPublicKey, phe.PaillierPrivateKey) tuple.")
+        pk, sk = keypair
+    else:
         pk, sk = phe.generate_paillier_keypair(n_length=key_bits)
-    public = PaillierPublic(pk, codec, insecure=insecure)
-    return PaillierSecret(sk, public)
+    if randomness == "djn" and hs is None:
+        if not isinstance(pk, phe.PaillierPublicKey):
+            raise ConfigError(f"public key must be a phe.PaillierPublicKey. Found {type(pk).__name__}.")
+        hs = djn_generator(pk.n)
+    public = PaillierPublic(pk, codec, insecure=insecure, randomness=randomness, hs=hs,
+                            r_bits=r_bits)
+    return PaillierSecret(sk, public, small_factors=small)
