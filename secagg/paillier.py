@@ -302,11 +302,12 @@ class PaillierPublic(PublicBackend):
         self.precheck(obj, n_slots)
         cts = self._parse(obj)
         nsquare, n = self.nsquare, self.n
+        if min(cts) < 1 or max(cts) >= nsquare:
+            i = next(i for i, c in enumerate(cts) if not 0 < c < nsquare)
+            raise CiphertextError(f"Paillier ciphertext {i} lies outside [1, n^2).")
         product = gmpy2.mpz(1)
-        for i, c in enumerate(cts):
-            if not 0 < c < nsquare:
-                raise CiphertextError(f"Paillier ciphertext {i} lies outside [1, n^2).")
-            product = product * c % n
+        for c in cts:
+            product = product * (c % n) % n  # reducing c first is cheaper than a 6k-bit product
         # c is a unit mod n^2 iff gcd(c, n) == 1; one gcd of the product checks them all.
         if gmpy2.gcd(product, n) != 1:
             raise CiphertextError("a Paillier ciphertext shares a factor with n (not a unit).")
