@@ -31,9 +31,11 @@ quickstart: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_paillier.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_core.py --quick
+	$(PY) benchmarks/bench_paillier.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -32,7 +32,8 @@ from .wire import Kind, open_payload, peek_kind, seal
 
 __all__ = ["main", "build_parser", "add_demo_arguments", "run_demo", "inspect_payload"]
 
-_BENCH_SCRIPT = Path("benchmarks") / "bench_core.py"
+_BENCH_DIR = Path("benchmarks")
+BENCH_SUITES = ("core", "paillier")
 
 
 # -- demo ----------------------------------------------------------------------------
@@ -252,20 +253,20 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
 # -- bench ---------------------------------------------------------------------------
 
 
-def _find_bench() -> Path | None:
+def _find_bench(suite: str = "core") -> Path | None:
     for root in (Path(__file__).resolve().parents[1], Path.cwd()):
-        script = root / _BENCH_SCRIPT
+        script = root / _BENCH_DIR / f"bench_{suite}.py"
         if script.is_file():
             return script
     return None
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
-    script = _find_bench()
+    script = _find_bench(args.suite)
     if script is None:
         print(
-            f"error: {_BENCH_SCRIPT} not found next to the secagg package or in the current "
-            f"directory; run bench from a source checkout of secagg.",
+            f"error: {_BENCH_DIR / f'bench_{args.suite}.py'} not found next to the secagg "
+            f"package or in the current directory; run bench from a source checkout of secagg.",
             file=sys.stderr,
         )
         return 2
@@ -311,11 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     insp = sub.add_parser("inspect", help="show a payload's header and public parameters")
     insp.add_argument("file", type=Path)
 
-    sub.add_parser(
-        "bench", help="run benchmarks/bench_core.py with the given arguments",
-        description="Run benchmarks/bench_core.py from a source checkout; every further "
-        "argument (e.g. --quick, --values 50000) is passed on to it.",
+    bench = sub.add_parser(
+        "bench", help="run a benchmark script (benchmarks/bench_SUITE.py) with the given arguments",
+        description="Run benchmarks/bench_SUITE.py from a source checkout; every further "
+        "argument (e.g. --quick) is passed on to it.",
     )
+    bench.add_argument("--suite", choices=BENCH_SUITES, default="core",
+                       help="which benchmark: core (both schemes vs baselines) or paillier")
     return parser
 
 

@@ -274,9 +274,11 @@ def test_demo_dp_flag_prints_epsilon(tmp_path, capsys):
 
 
 def test_bench_reports_missing_script(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_find_bench", lambda: None)
+    monkeypatch.setattr(cli, "_find_bench", lambda *suite: None)
     code, _, err = run_cli(["bench", "--quick"], capsys)
     assert code == 2 and "bench_core.py" in err
+    code, _, err = run_cli(["bench", "--suite", "paillier", "--quick"], capsys)
+    assert code == 2 and "bench_paillier.py" in err
 
 
 def test_python_dash_m_secagg():
