@@ -44,7 +44,10 @@ def fork_map(func: Callable[[Any], Any], chunks: Sequence[Any], workers: int) ->
     ctx = multiprocessing.get_context("fork")
     _JOB[:] = [(func, chunks)]
     try:
-        with ctx.Pool(min(workers, len(chunks))) as pool:
-            return pool.map(_run, range(len(chunks)), chunksize=1)
+        # the parent works on the first chunk while workers - 1 children do the rest
+        with ctx.Pool(min(workers, len(chunks)) - 1) as pool:
+            rest = pool.map_async(_run, range(1, len(chunks)), chunksize=1)
+            first = func(chunks[0])
+            return [first, *rest.get()]
     finally:
         _JOB.clear()
