@@ -105,6 +105,7 @@ class SecretBackend(ABC):
 SCHEMES: dict[str, tuple[str, str, str]] = {
     "paillier": ("secagg.paillier", "PaillierPublic", "PaillierSecret"),
     "ckks": ("secagg.ckks", "CkksPublic", "CkksSecret"),
+    "bfv": ("secagg.bfv", "BfvPublic", "BfvSecret"),
 }
 
 

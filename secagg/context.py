@@ -415,7 +415,7 @@ def generate(
     """Make keys and parameters for one federation; returns the key holder's context.
 
     Args:
-        scheme: ``"paillier"`` or ``"ckks"``.
+        scheme: ``"paillier"``, ``"ckks"`` or ``"bfv"``.
         max_clients: most client updates one sum may hold (sizes the headroom).
         clip: values saturate at ``±clip``.
         frac_bits: fixed-point fractional bits (resolution ``2**-frac_bits``).
@@ -424,7 +424,7 @@ def generate(
         key_bits: Paillier modulus size (2048 or more).
         keypair: Paillier only: a ``(phe.PaillierPublicKey, phe.PaillierPrivateKey)``
             to use instead of generating one.
-        security: CKKS only: 128, 192 or 256 bits.
+        security: CKKS and BFV: 128, 192 or 256 bits.
         rounding: ``"nearest"`` or ``"stochastic"``.
         max_terms: how many tensors (plaintext or encrypted, see
             ``PublicContext.encrypt_term``) may be added to one aggregate.
@@ -460,13 +460,12 @@ def generate(
     _check_dp(dp, codec, min_clients)
     if scheme == "paillier":
         secret = _generate_paillier(codec, key_bits, keypair, insecure, randomness, optimized_keys)
-    elif scheme == "ckks":
+    elif scheme in ("ckks", "bfv"):
         if keypair is not None or optimized_keys:
             raise ConfigError("keypair and optimized_keys are for the 'paillier' scheme only.")
-        from .ckks import CkksPublic, CkksSecret
-
-        public, secret_ctx = CkksPublic.generate(codec, security=security)
-        secret = CkksSecret(secret_ctx, public)
+        public_cls, secret_cls = scheme_classes(scheme)
+        public, secret_ctx = public_cls.generate(codec, security=security)  # type: ignore[attr-defined]
+        secret = secret_cls(secret_ctx, public)  # type: ignore[call-arg]
     else:
         scheme_classes(scheme)  # raises ConfigError naming the choices
         raise ConfigError(f"unknown scheme {scheme!r}.")

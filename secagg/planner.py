@@ -23,12 +23,18 @@ one slot's error has standard deviation ``τ·sqrt(N/2)/Δ``. For N = 4096 this
 is ``≈ N/(6Δ)``, which the test suite checks against measured noise. ``K``
 independent summands add variances, giving ``σ_sum = sqrt(K)·τ·sqrt(N/2)/Δ``.
 
-Treating the slot error as Gaussian (the canonical-embedding heuristic of
-Costache, Curtis, Hales, Murphy, Ogilvie and Player, "On the precision loss in
-approximate homomorphic encryption", 2022), a slot decodes wrongly with
-probability at most ``exp(-z²/2)`` where ``z = 0.5/σ_sum``. The planner picks
-Δ so that this is below ``2**failure_log2`` (default ``2**-60`` per slot,
-``2**-40`` for a million-value update by the union bound).
+The slot error is *not* identically distributed across slots: the ``r1·s``
+term evaluates to ``r1(ζ_j)·s(ζ_j)`` in slot ``j``, so a slot's variance scales
+with ``|s(ζ_j)|²`` for the one secret key ``s``, roughly exponentially
+distributed over the slots (measured: per-slot standard deviations from 0.03x
+to 2.6x the average at N = 4096). Given the key, a slot's error is Gaussian
+(the canonical-embedding heuristic of Costache, Curtis, Hales, Murphy, Ogilvie
+and Player, "On the precision loss in approximate homomorphic encryption",
+2022); mixed over an exponential variance it is Laplace, with tail
+``P(|e| > t) <= exp(-sqrt(2)·t/σ)`` for the average standard deviation ``σ``.
+The planner therefore requires ``exp(-sqrt(2)·0.5/σ_sum) <= 2**failure_log2``
+(default ``2**-60`` per slot, ``2**-40`` for a million-value update by the union
+bound): about 3.3x more margin than a Gaussian tail would ask for.
 
 The data prime must hold the largest sum: ``2·(sum_bound + 1)·Δ < 2**(P_bits-1)``.
 
@@ -44,7 +50,8 @@ from dataclasses import asdict, dataclass
 
 from .errors import PlanningError
 
-__all__ = ["CkksPlan", "plan_ckks", "HE_STANDARD_MAX_LOGQ", "ckks_slot_noise_std"]
+__all__ = ["CkksPlan", "plan_ckks", "ckks_failure_log2", "BfvPlan", "plan_bfv", "HE_STANDARD_MAX_LOGQ",
+           "ckks_slot_noise_std", "bfv_fresh_noise_bound"]
 
 # N -> {security level: max total bits of the coefficient modulus}
 HE_STANDARD_MAX_LOGQ: dict[int, dict[int, int]] = {
@@ -86,11 +93,23 @@ class CkksPlan:
         return 2 * self.poly_modulus_degree * 8 / self.slots
 
     def as_dict(self) -> dict[str, object]:
-        """The plan as plain data."""
+        """The plan as plain data, with the derived sizes and the noise margin."""
         d = asdict(self)
         d["coeff_mod_bit_sizes"] = list(self.coeff_mod_bit_sizes)
         d["slots"] = self.slots
+        d["noise_margin"] = 0.5 / self.sum_noise_std  # standard deviations to a wrong sum
+        d["raw_bytes_per_value"] = self.raw_bytes_per_value
+        d["approx_bytes_per_value"] = self.raw_bytes_per_value * self.coeff_mod_bit_sizes[0] / 64
         return d
+
+    def wire_dict(self) -> dict[str, object]:
+        """What the public context carries (the rest is recomputed and checked on load)."""
+        return {
+            "poly_modulus_degree": self.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(self.coeff_mod_bit_sizes),
+            "scale_bits": self.scale_bits,
+            "security": self.security,
+        }
 
 
 def ckks_slot_noise_std(poly_modulus_degree: int, special_bits: int, scale_bits: int) -> float:
@@ -98,6 +117,11 @@ def ckks_slot_noise_std(poly_modulus_degree: int, special_bits: int, scale_bits:
     n = poly_modulus_degree
     tau2 = _SEAL_SIGMA**2 * (1 + 4 * n / 3) / 2.0 ** (2 * (special_bits - 1)) + 1 / 6 + n / 18
     return math.sqrt(tau2) * math.sqrt(n / 2) / 2.0**scale_bits
+
+
+def ckks_failure_log2(sum_noise_std: float) -> float:
+    """log2 of the per-slot probability that a sum with this noise rounds wrongly."""
+    return -math.sqrt(2) * 0.5 / sum_noise_std / math.log(2)
 
 
 def plan_ckks(
@@ -120,7 +144,7 @@ def plan_ckks(
             most 60 bits can keep the sum exact; the message says what to lower.
 
     Example: ``plan_ckks(6_553_600, 100)`` (clip 1, 16 fractional bits, 100
-    clients) gives N = 4096, moduli (42, 60) and scale 2**17.
+    clients) gives N = 4096, moduli (44, 60) and scale 2**19.
     """
     if security not in (128, 192, 256):
         raise PlanningError(f"security must be 128, 192 or 256 bits. Found {security!r}.")
@@ -130,7 +154,8 @@ def plan_ckks(
         )
     if not failure_log2 < 0:
         raise PlanningError(f"failure_log2 must be negative. Found {failure_log2}.")
-    z = math.sqrt(-2 * failure_log2 * math.log(2))
+    # Laplace tail (see the module docstring): exp(-sqrt(2)·0.5/σ) <= 2**failure_log2
+    z = -failure_log2 * math.log(2) / math.sqrt(2)
     value_bits = (sum_bound + 1).bit_length()
     reasons = []
     for n, limits in HE_STANDARD_MAX_LOGQ.items():
@@ -161,10 +186,142 @@ def plan_ckks(
             max_summands=max_summands,
             slot_noise_std=one,
             sum_noise_std=total,
-            failure_log2=-((0.5 / total) ** 2) / 2 / math.log(2),
+            failure_log2=ckks_failure_log2(total),
         )
     raise PlanningError(
         f"no CKKS parameters keep a sum of {max_summands} values of up to {sum_bound} "
         f"exact at {security}-bit security ({'; '.join(reasons)}). Lower frac_bits, clip, "
         f"max_clients or max_weight, or use the 'paillier' scheme."
+    )
+
+
+# -- BFV ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BfvPlan:
+    """A BFV parameter set for exact integer sums, with its noise budget.
+
+    BFV is exact by construction: a slot decrypts to the sum modulo the plain
+    modulus ``t``, centred, so it suffices that ``t > 2 * sum_bound`` and that
+    the accumulated noise stays below half of ``Δ = q/t``.
+    """
+
+    poly_modulus_degree: int
+    coeff_mod_bit_sizes: tuple[int, ...]  # (data prime, special prime)
+    plain_modulus: int
+    security: int
+    sum_bound: int
+    max_summands: int
+    noise_bound_log2: float  # log2 of the worst-case noise of a full sum
+    margin_bits: float  # log2(Δ / 2) - noise_bound_log2
+
+    @property
+    def slots(self) -> int:
+        """Values per ciphertext (batching)."""
+        return self.poly_modulus_degree
+
+    @property
+    def raw_bytes_per_value(self) -> float:
+        """Uncompressed ciphertext bytes per value (two polynomials, one prime, 8 B words)."""
+        return 2 * self.poly_modulus_degree * 8 / self.slots
+
+    def as_dict(self) -> dict[str, object]:
+        """The plan as plain data, with derived sizes."""
+        d = asdict(self)
+        d["coeff_mod_bit_sizes"] = list(self.coeff_mod_bit_sizes)
+        d["slots"] = self.slots
+        d["raw_bytes_per_value"] = self.raw_bytes_per_value
+        d["approx_bytes_per_value"] = self.raw_bytes_per_value * self.coeff_mod_bit_sizes[0] / 64
+        return d
+
+    def wire_dict(self) -> dict[str, object]:
+        """What the public context carries."""
+        return {
+            "poly_modulus_degree": self.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(self.coeff_mod_bit_sizes),
+            "plain_modulus": self.plain_modulus,
+            "security": self.security,
+        }
+
+
+def bfv_fresh_noise_bound(poly_modulus_degree: int) -> float:
+    """A bound on one fresh BFV encryption's noise coefficients after SEAL's mod switch.
+
+    As for CKKS, SEAL encrypts at the key level and divides by the special prime,
+    leaving rounding noise ``r0 + r1·s`` (``r`` in ``[-1/2, 1/2]``, ``s`` ternary)
+    of standard deviation ``sqrt(1/12 + N/18)`` per coefficient, plus a key-level
+    term divided by the special prime that is negligible. The bound is 12
+    standard deviations (a coefficient exceeds it with probability below
+    ``2**-100`` under the Gaussian heuristic); the test suite checks it against
+    SEAL's own ``invariant_noise_budget``.
+    """
+    n = poly_modulus_degree
+    return 12 * math.sqrt(1 / 12 + n / 18) + 1
+
+
+def _batching_prime_above(bound: int, poly_modulus_degree: int) -> int:
+    """The smallest prime ``t > bound`` with ``t ≡ 1 (mod 2N)`` (batching needs it)."""
+    import gmpy2
+
+    step = 2 * poly_modulus_degree
+    k = bound // step + 1
+    while True:
+        t = k * step + 1
+        if gmpy2.is_prime(t, 40):
+            return t
+        k += 1
+
+
+def plan_bfv(sum_bound: int, max_summands: int, *, security: int = 128) -> BfvPlan:
+    """Smallest BFV parameters that sum ``max_summands`` integers exactly.
+
+    The plain modulus is the smallest batching-friendly prime above
+    ``2 * sum_bound``; the data prime is the smallest that keeps
+    ``max_summands * (fresh noise + 1/2)`` below ``Δ/2`` with 8 bits to spare
+    (the ``+1/2`` is SEAL's rounding of ``q·m/t`` per summand).
+
+    Raises:
+        PlanningError: when no ring degree with a data prime of at most 60 bits fits.
+    """
+    if security not in (128, 192, 256):
+        raise PlanningError(f"security must be 128, 192 or 256 bits. Found {security!r}.")
+    if sum_bound < 1 or max_summands < 1:
+        raise PlanningError(
+            f"sum_bound and max_summands must be positive. Found {sum_bound}, {max_summands}."
+        )
+    reasons = []
+    for n, limits in HE_STANDARD_MAX_LOGQ.items():
+        if n < 2048:
+            continue
+        t = _batching_prime_above(2 * sum_bound + 1, n)
+        if t.bit_length() > 60:
+            reasons.append(f"N={n}: plain modulus of {t.bit_length()} bits")
+            continue
+        noise = max_summands * (bfv_fresh_noise_bound(n) + 0.5)
+        # q/t >= 2 * noise * 2**8  ->  bits(q) >= bits(t) + log2(noise) + 9
+        data_bits = t.bit_length() + math.ceil(math.log2(noise)) + 9
+        max_logq = limits[security]
+        if data_bits > _MAX_PRIME_BITS:
+            reasons.append(f"N={n}: needs a {data_bits}-bit data prime (max 60)")
+            continue
+        special_bits = min(_MAX_PRIME_BITS, max_logq - data_bits)
+        if special_bits < max(_MIN_SPECIAL_BITS, (2 * n).bit_length() + 1):
+            reasons.append(f"N={n}: {data_bits}+{_MIN_SPECIAL_BITS} bits exceed {max_logq}")
+            continue
+        delta_half_log2 = data_bits - 1 - t.bit_length() - 1
+        return BfvPlan(
+            poly_modulus_degree=n,
+            coeff_mod_bit_sizes=(data_bits, special_bits),
+            plain_modulus=t,
+            security=security,
+            sum_bound=sum_bound,
+            max_summands=max_summands,
+            noise_bound_log2=math.log2(noise),
+            margin_bits=delta_half_log2 - math.log2(noise),
+        )
+    raise PlanningError(
+        f"no BFV parameters keep a sum of {max_summands} values of up to {sum_bound} exact "
+        f"at {security}-bit security ({'; '.join(reasons)}). Lower frac_bits, clip, "
+        f"max_clients or max_weight."
     )

@@ -6,7 +6,7 @@ import secagg
 
 # One codec for both schemes so that their results can be compared bit for bit.
 CODEC = dict(max_clients=6, clip=1.0, frac_bits=16, max_weight=4, min_clients=2)
-SCHEMES = ["paillier", "ckks"]
+SCHEMES = ["paillier", "ckks", "bfv"]
 
 
 def make_context(scheme: str, **overrides) -> secagg.SecretContext:

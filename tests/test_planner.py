@@ -24,12 +24,12 @@ def test_plans_respect_security_and_exactness_conditions(sum_bound, summands, se
     assert data <= 60 and special <= 60
     assert 2 * (sum_bound + 1) * 2**plan.scale_bits < 2 ** (data - 1)
     assert plan.failure_log2 <= -60
-    assert 0.5 / plan.sum_noise_std >= 9.1
+    assert 0.5 / plan.sum_noise_std >= 29.4  # Laplace tail, see secagg.planner
 
 
 def test_worked_example():
     plan = plan_ckks(6_553_600, 100)
-    assert (plan.poly_modulus_degree, plan.coeff_mod_bit_sizes, plan.scale_bits) == (4096, (42, 60), 17)
+    assert (plan.poly_modulus_degree, plan.coeff_mod_bit_sizes, plan.scale_bits) == (4096, (44, 60), 19)
 
 
 def test_impossible_sums_are_refused_with_advice():
@@ -39,18 +39,30 @@ def test_impossible_sums_are_refused_with_advice():
         secagg.generate("ckks", frac_bits=24, clip=1e5, max_clients=10)
 
 
-def test_measured_noise_matches_the_model():
+def _unrounded(secret, cts) -> np.ndarray:
+    """The raw CKKS decryptions (tests only: the library never exposes them)."""
+    import tenseal.sealapi as sa
+
+    out = []
+    for c in cts:
+        pt = sa.Plaintext()
+        secret._decryptor.decrypt(c.ct, pt)
+        out.append(np.asarray(secret.public._encoder.decode_double(pt)))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_measured_noise_matches_the_model(seeded):
     ctx = secagg.generate("ckks", max_clients=100, clip=1.0, frac_bits=16)
     backend, secret = ctx.public.backend, ctx.secret_backend
-    samples = []
-    for _ in range(10):
-        (vec,) = backend.raw_encrypt(np.zeros(backend.slots, dtype=np.int64))
-        vec.link_context(secret.context)
-        samples.append(np.asarray(vec.decrypt()))
-    measured = np.concatenate(samples).std()
+    zeros = np.zeros(10 * backend.slots, dtype=np.int64)
+    encrypt = secret.raw_encrypt if seeded else backend.raw_encrypt
+    measured = _unrounded(secret, encrypt(zeros)).std()
     model = backend.plan.slot_noise_std
     # the planner relies on the model; it must not underestimate the real noise
-    assert 0.8 * model <= measured <= 1.1 * model, (measured, model)
+    assert measured <= 1.1 * model, (measured, model)
+    if not seeded:
+        assert 0.8 * model <= measured, (measured, model)
 
 
 @pytest.mark.parametrize("scheme", ["paillier", "ckks"])

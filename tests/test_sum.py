@@ -60,16 +60,16 @@ def test_reductions_match_their_definitions(ctx, pub, batch):
 
 @settings(max_examples=10)
 @given(BATCHES)
-def test_paillier_and_ckks_agree_exactly(contexts, batch):
+def test_all_schemes_agree_exactly(contexts, batch):
     xs, ws = batch
     if len(xs) < 2:
         xs, ws = xs * 2, ws * 2
     outs = []
-    for scheme in ("paillier", "ckks"):
+    for scheme in ("paillier", "ckks", "bfv"):
         ctx = contexts[scheme]
         outs.append(ctx.decrypt(encrypt_all(ctx.public, xs, ws), reduce="weighted_mean")["x"])
-    assert outs[0].dtype == outs[1].dtype == np.float64
-    assert np.array_equal(outs[0], outs[1])
+    assert all(o.dtype == np.float64 for o in outs)
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
 
 
 def test_torch_tree_of_every_dtype(ctx, pub):
