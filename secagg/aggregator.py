@@ -14,8 +14,8 @@ from .errors import (
     RoundMismatchError,
 )
 from .tree import TreeSpec
-from .update import EncryptedUpdate, check_round_id
-from .wire import Kind
+from .update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
+from .wire import Kind, open_payload, seal
 
 __all__ = ["Aggregator"]
 
@@ -48,6 +48,7 @@ class Aggregator:
         self._count = 0
         self._terms = 0
         self._seen: set[bytes] = set()
+        self._clients: set[str] = set()
 
     def __len__(self) -> int:
         return self._count
@@ -78,18 +79,32 @@ class Aggregator:
             return update, update.digest()
         raise FormatError(f"expected an EncryptedUpdate or its bytes. Found {type(update).__name__}.")
 
-    def add(self, update: EncryptedUpdate | bytes) -> None:
+    def add(self, update: EncryptedUpdate | bytes, *, client_id: str | None = None) -> None:
         """Validate a client update or a partial aggregate (or its bytes) and add it.
+
+        Args:
+            update: the update or its bytes.
+            client_id: who sent it (any string up to 256 characters); a second
+                update from the same id in this round is refused. Without
+                signatures this stops duplicated or mistaken deliveries, not a
+                sender that lies about its id.
 
         Raises (state unchanged): a ``FormatError`` subclass for malformed bytes,
         ``ContextMismatchError`` for another key, ``TreeMismatchError`` for
         another tree spec, ``RoundMismatchError``, ``ReplayError`` for an update
-        already summed, ``CapacityError`` past ``max_clients``.
+        already summed or a client id already seen, ``CapacityError`` past
+        ``max_clients``.
         """
+        if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 256):
+            raise FormatError("client_id must be a string of at most 256 characters.")
         upd, key = self._load(update)
         if upd.kind == Kind.TERM:
             raise FormatError("a term is added with add_term(), not add().")
+        if client_id is not None and client_id in self._clients:
+            raise ReplayError(f"client {client_id!r} already contributed to this round.")
         self._commit(upd, key)
+        if client_id is not None:
+            self._clients.add(client_id)
 
     def add_term(self, term: EncryptedUpdate | bytes) -> None:
         """Add an encrypted term (``PublicContext.encrypt_term``) to the sum, unweighted.
@@ -140,6 +155,62 @@ class Aggregator:
         self._seen.add(key)
         if self._spec is None:
             self._spec = upd.spec
+
+    # -- checkpoints -----------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """A checkpoint of the partial round: count, terms, sums, seen digests and client ids.
+
+        Public material only (the aggregator never holds more); restore with
+        :meth:`from_bytes` after a restart and no received update is lost.
+        """
+        pub = self.public
+        return seal(Kind.CHECKPOINT, {
+            "scheme": pub.scheme,
+            "fingerprint": pub.fingerprint,
+            "round": self.round_id,
+            "count": self._count,
+            "terms": self._terms,
+            "spec": None if self._spec is None else self._spec.to_obj(),
+            "values": 0 if self._spec is None else self._spec.num_values,
+            "ciphertexts": None if self._sum is None else pub.backend.ciphertexts_to_wire(self._sum),
+            "seen": sorted(self._seen),
+            "clients": sorted(self._clients),
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes, public: PublicContext) -> Aggregator:
+        """Restore a checkpoint made by :meth:`to_bytes` under the same public context."""
+        _, body = open_payload(data, Kind.CHECKPOINT)
+        if not isinstance(public, PublicContext):
+            raise ContextMismatchError("Aggregator.from_bytes needs a secagg.PublicContext.")
+        public = public.public
+        if body.str("scheme") != public.scheme or body.bytes("fingerprint", size=16) != public.fingerprint:
+            raise ContextMismatchError("checkpoint was made under another key or codec.")
+        codec = public.codec
+        agg = cls(public, round_id=check_round_id(body.optional("round")))
+        count = body.int("count", 0, codec.max_clients)
+        terms = body.int("terms", 0, codec.extra_summands)
+        seen = body.list("seen", max_len=codec.max_clients + codec.extra_summands)
+        clients = body.list("clients", max_len=codec.max_clients)
+        if not all(isinstance(d, bytes) and len(d) == 16 for d in seen) or len(set(seen)) != len(seen):
+            raise FormatError("checkpoint digests must be distinct 16-byte strings.")
+        if not all(isinstance(c, str) and len(c) <= 256 for c in clients):
+            raise FormatError("checkpoint client ids must be short strings.")
+        if body.optional("ciphertexts") is None:
+            if body.optional("spec") is not None or count or terms or seen or clients:
+                raise FormatError("a checkpoint without a sum cannot have seen updates.")
+            return agg
+        if count + terms == 0 or len(seen) < 1:
+            raise FormatError("a checkpoint with a sum must have seen an update.")
+        n_values = body.int("values", 1, 2**40)
+        public.backend.precheck(body.any("ciphertexts"), n_values + EXTRA_SLOTS)
+        spec = TreeSpec.from_obj(body.any("spec"))
+        if spec.num_values != n_values:
+            raise FormatError("checkpoint value count does not match its tree spec.")
+        cts = public.backend.ciphertexts_from_wire(body.any("ciphertexts"), n_values + EXTRA_SLOTS)
+        agg._spec, agg._sum, agg._count, agg._terms = spec, cts, count, terms
+        agg._seen, agg._clients = set(seen), set(clients)
+        return agg
 
     def result(self) -> EncryptedUpdate:
         """The encrypted sum so far; raises ``EmptyAggregateError`` if nothing was added."""

@@ -307,7 +307,7 @@ class SecretContext(PublicContext):
         return self.secret_backend  # CRT encryption where the scheme has it
 
     def __repr__(self) -> str:
-        return "Secret" + super().__repr__()
+        return super().__repr__().replace("PublicContext(", "SecretContext(", 1)
 
     def _check_total(self, total: EncryptedUpdate | bytes) -> EncryptedUpdate:
         if isinstance(total, (bytes, bytearray, memoryview)):
@@ -383,9 +383,36 @@ class SecretContext(PublicContext):
             {"public": PublicContext._body(self), "secret": self.secret_backend.material()},
         )
 
+    def to_sealed_bytes(self, passphrase: str | bytes, *, scrypt_n: int | None = None) -> bytes:
+        """:meth:`to_bytes` encrypted under a passphrase (scrypt + AES-256-GCM)."""
+        from .keystore import DEFAULT_SCRYPT_N, seal_secret
+
+        return seal_secret(self.to_bytes(), passphrase, n=scrypt_n or DEFAULT_SCRYPT_N)
+
+    def save(self, path: Any, *, passphrase: str | bytes | None = None,
+             overwrite: bool = False, scrypt_n: int | None = None) -> None:
+        """Write the secret context to a new owner-only (0600) file, encrypted if a passphrase is given."""
+        from .keystore import write_private
+
+        data = self.to_bytes() if passphrase is None else self.to_sealed_bytes(
+            passphrase, scrypt_n=scrypt_n)
+        write_private(path, data, overwrite=overwrite)
+
     @classmethod
-    def from_bytes(cls, data: bytes) -> SecretContext:
-        """Load a key holder's context; raises a ``FormatError`` subclass."""
+    def load(cls, path: Any, *, passphrase: str | bytes | None = None) -> SecretContext:
+        """Read a file written by :meth:`save`."""
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read(), passphrase=passphrase)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, passphrase: str | bytes | None = None) -> SecretContext:
+        """Load a key holder's context (decrypting it if sealed); raises a ``SecAggError``."""
+        from .keystore import is_sealed, open_secret
+
+        if is_sealed(data):
+            if passphrase is None:
+                raise FormatError("this secret context is passphrase-encrypted; pass passphrase=.")
+            data = open_secret(data, passphrase)
         _, body = open_payload(data, Kind.SECRET_CONTEXT)
         public = PublicContext._from_body(body.map("public"))
         _, secret_cls = scheme_classes(public.scheme)

@@ -50,6 +50,7 @@ class Kind(IntEnum):
     AGGREGATE = 4
     TERM = 5
     CHECKPOINT = 6
+    SEALED_SECRET = 7
 
 
 def show(value: object, limit: int = 40) -> str:

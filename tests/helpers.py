@@ -24,4 +24,4 @@ def snapshot(agg: secagg.Aggregator) -> tuple:
     """Everything an aggregator's state consists of, as comparable plain data."""
     backend = agg.public.backend
     cts = None if agg._sum is None else backend.ciphertexts_to_wire(agg._sum)
-    return (len(agg), agg.terms, agg.spec, frozenset(agg._seen), cts)
+    return (len(agg), agg.terms, agg.spec, frozenset(agg._seen), frozenset(agg._clients), cts)

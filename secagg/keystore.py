@@ -1,0 +1,104 @@
+"""Keeping a secret context at rest: owner-only files, optionally passphrase-encrypted.
+
+Encryption uses the ``cryptography`` package (scrypt to derive a key from the
+passphrase, AES-256-GCM to encrypt and authenticate) rather than anything hand
+written. The encrypted payload is itself a secagg payload of kind
+``SEALED_SECRET``::
+
+    {"kdf": "scrypt", "n": 2**15, "r": 8, "p": 1, "salt": 16 bytes,
+     "nonce": 12 bytes, "ciphertext": AES-GCM(secret context bytes)}
+
+The scrypt cost is bounded on load (``n * r <= 2**21``, at most 256 MiB), so
+hostile bytes cannot make loading allocate or spin without limit.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from .errors import ConfigError, FormatError, SecAggError
+from .wire import Kind, open_payload, peek_kind, seal
+
+__all__ = ["seal_secret", "open_secret", "write_private", "WrongPassphraseError",
+           "DEFAULT_SCRYPT_N"]
+
+DEFAULT_SCRYPT_N = 2**15
+_MAX_N_TIMES_R = 2**21
+
+
+class WrongPassphraseError(SecAggError, ValueError):
+    """Raised when a passphrase does not open an encrypted secret context."""
+
+
+def _passphrase_bytes(passphrase: str | bytes) -> bytes:
+    if isinstance(passphrase, str):
+        passphrase = passphrase.encode("utf-8")
+    if not isinstance(passphrase, bytes) or not passphrase:
+        raise ConfigError("the passphrase must be a non-empty string or bytes.")
+    return passphrase
+
+
+def _derive(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase)
+
+
+def seal_secret(secret: bytes, passphrase: str | bytes, *, n: int = DEFAULT_SCRYPT_N,
+                r: int = 8, p: int = 1) -> bytes:
+    """Encrypt secret-context bytes under a passphrase (scrypt + AES-256-GCM)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if n < 2 or n & (n - 1) or n * r > _MAX_N_TIMES_R or not 1 <= p <= 16:
+        raise ConfigError(f"scrypt parameters out of range (n={n}, r={r}, p={p}).")
+    salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+    key = _derive(_passphrase_bytes(passphrase), salt, n, r, p)
+    body = {"kdf": "scrypt", "n": n, "r": r, "p": p, "salt": salt, "nonce": nonce}
+    aad = repr(sorted((k, v) for k, v in body.items())).encode()
+    body["ciphertext"] = AESGCM(key).encrypt(nonce, secret, aad)
+    return seal(Kind.SEALED_SECRET, body)
+
+
+def open_secret(data: bytes, passphrase: str | bytes) -> bytes:
+    """Decrypt :func:`seal_secret` output; ``WrongPassphraseError`` if it does not open."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    _, body = open_payload(data, Kind.SEALED_SECRET)
+    body.str("kdf", choices=("scrypt",))
+    n, r, p = body.int("n", 2, 2**21), body.int("r", 1, 64), body.int("p", 1, 16)
+    if n & (n - 1) or n * r > _MAX_N_TIMES_R:
+        raise FormatError(f"scrypt parameters out of range (n={n}, r={r}).")
+    salt, nonce = body.bytes("salt", size=16), body.bytes("nonce", size=12)
+    ciphertext = body.bytes("ciphertext", max_size=1 << 30)
+    params = {"kdf": "scrypt", "n": n, "r": r, "p": p, "salt": salt, "nonce": nonce}
+    aad = repr(sorted(params.items())).encode()
+    key = _derive(_passphrase_bytes(passphrase), salt, n, r, p)
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, aad)
+    except InvalidTag:
+        raise WrongPassphraseError(
+            "the passphrase does not open this secret context (or the file was altered)."
+        ) from None
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether ``data`` is a passphrase-encrypted secret context."""
+    return peek_kind(data) == Kind.SEALED_SECRET
+
+
+def write_private(path: str | Path, data: bytes, *, overwrite: bool = False) -> None:
+    """Write ``data`` to a new file readable and writable by its owner only (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; pass overwrite=True to replace it.") from None
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except BaseException:
+        raise
