@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-slow demo demo-dp quickstart bench bench-quick clean
+.PHONY: test test-slow demo demo-dp quickstart bench bench-quick fuzz load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_core.py --quick
 	$(PY) benchmarks/bench_paillier.py --quick
+
+# coverage-guided fuzzing of every loader, 100,000 inputs each (results in fuzz/results.tsv)
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet atheris
+	rm -f fuzz/results.tsv
+	SECAGG_FUZZ_LOG=fuzz/results.tsv $(PY) fuzz/fuzz_loaders.py all -runs=100000 -print_final_stats=1
+
+# an aggregator summing 1,000 client updates of 100k values, streamed from bytes
+load: $(STAMP)
+	$(PY) benchmarks/load_aggregator.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
