@@ -32,10 +32,12 @@ quickstart: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_paillier.py
+	$(PY) benchmarks/bench_lattice.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_core.py --quick
 	$(PY) benchmarks/bench_paillier.py --quick
+	$(PY) benchmarks/bench_lattice.py --quick
 
 # coverage-guided fuzzing of every loader, 100,000 inputs each (results in fuzz/results.tsv)
 fuzz: $(STAMP)

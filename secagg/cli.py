@@ -33,7 +33,7 @@ from .wire import Kind, open_payload, peek_kind, seal
 __all__ = ["main", "build_parser", "add_demo_arguments", "run_demo", "inspect_payload"]
 
 _BENCH_DIR = Path("benchmarks")
-BENCH_SUITES = ("core", "paillier")
+BENCH_SUITES = ("core", "paillier", "lattice")
 
 
 # -- demo ----------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "argument (e.g. --quick) is passed on to it.",
     )
     bench.add_argument("--suite", choices=BENCH_SUITES, default="core",
-                       help="which benchmark: core (both schemes vs baselines) or paillier")
+                       help="which benchmark: core (schemes vs baselines), paillier or lattice")
     return parser
 
 

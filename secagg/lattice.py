@@ -39,27 +39,36 @@ from .wire import Body
 __all__ = ["LatticePublic", "LatticeSecret", "SealCiphertext", "load_context"]
 
 _MAX_CONTEXT_BYTES = 64 << 20
-_MIN_PARALLEL_CTS = 4
+# Measured (benchmarks/bench_lattice.py): forking pays off only for large
+# updates; below this many ciphertexts per worker the serial path is faster.
+_MIN_PARALLEL_CTS = 128
 
 
 class _Files:
-    """A private scratch directory for SEAL's file-only save/load."""
+    """A private scratch directory for SEAL's file-only save/load.
+
+    Made once by the first process that needs it and removed when that process
+    exits; forked workers (created after :meth:`ensure`) share it, with their
+    pid in every file name, and never create or remove directories of their own.
+    """
 
     def __init__(self) -> None:
         self._dir: str | None = None
-        self._pid = -1
         self._names = itertools.count()
 
-    def path(self) -> str:
-        if self._dir is None or self._pid != os.getpid():  # a forked child gets its own
+    def ensure(self) -> str:
+        """The scratch directory, created on first use."""
+        if self._dir is None:
             base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-            self._dir = tempfile.mkdtemp(prefix="secagg-", dir=base)
-            self._pid = os.getpid()
-            pid, path = self._pid, self._dir
+            self._dir = path = tempfile.mkdtemp(prefix="secagg-", dir=base)
+            owner = os.getpid()
             import atexit
 
-            atexit.register(lambda: os.getpid() == pid and shutil.rmtree(path, ignore_errors=True))
-        return os.path.join(self._dir, f"{next(self._names)}.seal")
+            atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, ignore_errors=True))
+        return self._dir
+
+    def path(self) -> str:
+        return os.path.join(self.ensure(), f"{os.getpid()}-{next(self._names)}.seal")
 
     def save(self, obj: Any) -> bytes:
         path = self.path()
@@ -209,6 +218,7 @@ class LatticePublic(PublicBackend):
         if workers <= 1 or len(chunks) < 2 * _MIN_PARALLEL_CTS or not parallel.available():
             return [self._encrypt_chunk(c, seeded_encryptor)
                     for c in _progress(chunks, progress, "encrypt")]
+        FILES.ensure()  # before forking, so that workers share one scratch directory
         k = min(workers, len(chunks) // _MIN_PARALLEL_CTS)
         size = -(-len(chunks) // k)
         groups = [chunks[i : i + size] for i in range(0, len(chunks), size)]
