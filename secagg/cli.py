@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m secagg demo --rounds 30 --backends plain,paillier,ckks --out results/
+    python -m secagg demo --rounds 30 --backends plain,paillier,ckks,bfv --out results/
     python -m secagg keygen --scheme paillier --out key.secagg --public-out key.pub \\
         --max-clients 100 --clip 1.0 --frac-bits 16
     python -m secagg inspect key.pub
@@ -41,7 +41,7 @@ BENCH_SUITES = ("core", "paillier", "lattice")
 
 def _backends(text: str) -> list[str]:
     names = [b.strip() for b in text.split(",") if b.strip()]
-    allowed = ("plain", "paillier", "ckks")
+    allowed = ("plain", "paillier", "ckks", "bfv")
     bad = [b for b in names if b not in allowed]
     if not names or bad:
         raise argparse.ArgumentTypeError(
@@ -60,8 +60,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Dirichlet concentration of the non-IID label split (default 0.5)")
     parser.add_argument("--mode", choices=("fedavg", "fedsgd"), default="fedavg",
                         help="clients send model deltas (fedavg) or one gradient (fedsgd)")
-    parser.add_argument("--backends", type=_backends, default=["plain", "paillier", "ckks"],
-                        help="comma-separated: plain,paillier,ckks (default all three)")
+    parser.add_argument("--backends", type=_backends, default=["plain", "paillier", "ckks", "bfv"],
+                        help="comma-separated: plain,paillier,ckks,bfv (default all four)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="directory for fedavg_digits.png and .json (default results/)")
     parser.add_argument("--dp", action="store_true",

@@ -7,7 +7,7 @@ only (:func:`secagg.generate`, ``PublicContext.encrypt``, :class:`secagg.Aggrega
 final model comes from the fixed-point codec alone::
 
     from secagg import fl
-    results = fl.run_experiment(backends=("plain", "paillier", "ckks"), rounds=30)
+    results = fl.run_experiment(backends=("plain", "paillier", "ckks", "bfv"), rounds=30)
     fl.print_table(results)
     fl.plot_accuracy(results, "results/fedavg_digits.png")
 
@@ -76,7 +76,7 @@ __all__ = [
     "max_param_diff",
 ]
 
-BACKENDS = ("plain", "paillier", "ckks")
+BACKENDS = ("plain", "paillier", "ckks", "bfv")
 DEFAULT_LR = {"fedavg": 0.1, "fedsgd": 1.0}
 Mode = Literal["fedavg", "fedsgd"]
 Tree = dict[str, torch.Tensor]
