@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_arguments(demo)
 
     keygen = sub.add_parser("keygen", help="make a secret context and its public half")
-    keygen.add_argument("--scheme", choices=("paillier", "ckks"), required=True)
+    keygen.add_argument("--scheme", choices=("paillier", "ckks", "bfv"), required=True)
     keygen.add_argument("--out", type=Path, required=True,
                         help="secret context file (written with mode 0600)")
     keygen.add_argument("--public-out", type=Path, default=None,
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--min-clients", type=int, default=2)
     keygen.add_argument("--key-bits", type=int, default=2048, help="Paillier modulus size")
     keygen.add_argument("--security", type=int, choices=(128, 192, 256), default=None,
-                        help="CKKS security level (default 128)")
+                        help="CKKS and BFV security level (default 128)")
     keygen.add_argument("--insecure", action="store_true",
                         help="allow Paillier keys below 2048 bits (tests only)")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
