@@ -78,14 +78,11 @@ class BfvPublic(LatticePublic):
         super().__init__(context, plan, codec, blob)
         self._encoder = sa.BatchEncoder(self.seal)
 
-    @classmethod
-    def generate(cls, codec: FixedPointCodec, *, security: int = 128) -> tuple[BfvPublic, ts.Context]:
-        """Plan parameters for ``codec``, make keys; returns the public half and the secret context."""
-        plan = plan_bfv(codec.sum_bound, codec.max_summands, security=security)
-        secret_ctx = new_bfv_context(plan)
-        public_ctx = secret_ctx.copy()
-        public_ctx.make_context_public()
-        return cls(public_ctx, plan, codec), secret_ctx
+    @staticmethod
+    def plan_for(codec: FixedPointCodec, security: int) -> BfvPlan:
+        return plan_bfv(codec.sum_bound, codec.max_summands, security=security)
+
+    new_context = staticmethod(new_bfv_context)
 
     @classmethod
     def from_material(cls, body: Body, codec: FixedPointCodec) -> BfvPublic:

@@ -97,14 +97,11 @@ class CkksPublic(LatticePublic):
         self._scale = 2.0**plan.scale_bits
         self._encoder = sa.CKKSEncoder(self.seal)
 
-    @classmethod
-    def generate(cls, codec: FixedPointCodec, *, security: int = 128) -> tuple[CkksPublic, ts.Context]:
-        """Plan parameters for ``codec``, make keys; returns the public half and the secret context."""
-        plan = plan_ckks(codec.sum_bound, codec.max_summands, security=security)
-        secret_ctx = new_ckks_context(plan)
-        public_ctx = secret_ctx.copy()
-        public_ctx.make_context_public()
-        return cls(public_ctx, plan, codec), secret_ctx
+    @staticmethod
+    def plan_for(codec: FixedPointCodec, security: int) -> CkksPlan:
+        return plan_ckks(codec.sum_bound, codec.max_summands, security=security)
+
+    new_context = staticmethod(new_ckks_context)
 
     @classmethod
     def from_material(cls, body: Body, codec: FixedPointCodec) -> CkksPublic:

@@ -159,6 +159,25 @@ class LatticePublic(PublicBackend):
         self._max_ct_bytes = 2 * plan.poly_modulus_degree * 8 * 2 + 4096
 
     # -- scheme specifics ----------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def plan_for(codec: FixedPointCodec, security: int) -> Any:
+        """The scheme's parameter plan for ``codec``."""
+
+    @staticmethod
+    @abstractmethod
+    def new_context(plan: Any) -> ts.Context:
+        """A fresh TenSEAL context with a secret key, following ``plan``."""
+
+    @classmethod
+    def generate(cls, codec: FixedPointCodec, *, security: int = 128) -> tuple[LatticePublic, ts.Context]:
+        """Plan parameters for ``codec``, make keys; returns the public half and the secret context."""
+        plan = cls.plan_for(codec, security)
+        secret_ctx = cls.new_context(plan)
+        public_ctx = secret_ctx.copy()
+        public_ctx.make_context_public()
+        return cls(public_ctx, plan, codec), secret_ctx
+
     @abstractmethod
     def encode(self, values: np.ndarray) -> sa.Plaintext:
         """An int64 chunk of at most ``slots`` values as a SEAL plaintext."""

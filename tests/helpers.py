@@ -25,3 +25,16 @@ def snapshot(agg: secagg.Aggregator) -> tuple:
     backend = agg.public.backend
     cts = None if agg._sum is None else backend.ciphertexts_to_wire(agg._sum)
     return (len(agg), agg.terms, agg.spec, frozenset(agg._seen), frozenset(agg._clients), cts)
+
+
+def unrounded_ckks(secret, cts):
+    """Raw CKKS decryptions (tests only: the library never exposes them)."""
+    import numpy as np
+    import tenseal.sealapi as sa
+
+    out = []
+    for c in cts:
+        pt = sa.Plaintext()
+        secret._decryptor.decrypt(c.ct, pt)
+        out.append(np.asarray(secret.public._encoder.decode_double(pt)))
+    return np.concatenate(out)

@@ -8,7 +8,7 @@ import tenseal.sealapi as sa
 
 import secagg
 from secagg.planner import bfv_fresh_noise_bound, plan_bfv
-from tests.helpers import make_context
+from tests.helpers import make_context, unrounded_ckks as _unrounded
 
 
 @pytest.fixture(scope="module", params=["ckks", "bfv"])
@@ -50,15 +50,6 @@ def test_bfv_plan_fields():
     assert t > 2 * 6_553_600 and t % (2 * plan.poly_modulus_degree) == 1
     assert plan.margin_bits >= 7
     assert bfv_fresh_noise_bound(4096) > 12 * 15
-
-
-def _unrounded(secret, cts) -> np.ndarray:
-    out = []
-    for c in cts:
-        pt = sa.Plaintext()
-        secret._decryptor.decrypt(c.ct, pt)
-        out.append(np.asarray(secret.public._encoder.decode_double(pt)))
-    return np.concatenate(out)
 
 
 def test_ckks_noise_tail_is_within_the_laplace_model():

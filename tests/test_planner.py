@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import secagg
+from tests.helpers import unrounded_ckks as _unrounded
 from secagg.planner import HE_STANDARD_MAX_LOGQ, plan_ckks
 
 
@@ -37,18 +38,6 @@ def test_impossible_sums_are_refused_with_advice():
         plan_ckks(2**50, 10**6)
     with pytest.raises(secagg.PlanningError):
         secagg.generate("ckks", frac_bits=24, clip=1e5, max_clients=10)
-
-
-def _unrounded(secret, cts) -> np.ndarray:
-    """The raw CKKS decryptions (tests only: the library never exposes them)."""
-    import tenseal.sealapi as sa
-
-    out = []
-    for c in cts:
-        pt = sa.Plaintext()
-        secret._decryptor.decrypt(c.ct, pt)
-        out.append(np.asarray(secret.public._encoder.decode_double(pt)))
-    return np.concatenate(out)
 
 
 @pytest.mark.parametrize("seeded", [False, True])
