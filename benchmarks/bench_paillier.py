@@ -120,7 +120,7 @@ BIG_UPDATE = 100_000  # updates larger than this are encrypted once (one round)
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "paillier.json"
 FULL: dict[str, Any] = {
     "keys": [2048, 3072], "sizes": [10_000, 100_000, 1_000_000], "repeats": 3,
-    "phe_samples": 100, "bc_samples": 30, "standard_cap": 10_000, "pool_cap": 100_000,
+    "phe_samples": 100, "bc_samples": 30, "standard_cap": 10_000, "pool_cap": 1_000_000,
     "decrypt_cap": 100_000, "agg_cap": 20_000, "agg_clients": 10,
 }
 QUICK: dict[str, Any] = {
@@ -311,6 +311,9 @@ class Bench:
         # measurements reused by larger sizes: (variant-op, measured values) -> Op
         self.cache: dict[tuple[str, int], Op] = {}
         self.agg_blobs: dict[int, list[bytes]] = {}
+        # phe and BatchCrypt-style cells per measured size: a figure extrapolated from a
+        # smaller update (†) is compared with the baselines measured alongside it
+        self.baselines: dict[int, dict[str, Cell]] = {}
 
     def tree(self, values: int, client: int) -> Tree:
         key = (values, client)
@@ -349,6 +352,11 @@ class Bench:
                 rec["decrypt"].append(clock() - t0)
         err = float(np.max(np.abs(np.asarray(dec) - (x0 + x1))))
         rec["max_abs_error"].append(err)
+        # per-round means: timed like secagg's whole-update samples (a burst of load
+        # during the round counts, as it would in a secagg sample)
+        n = len(pos)
+        for key, k in (("encrypt", 2 * n), ("add", n), ("decrypt", n)):
+            rec[f"{key}_rounds"].append(statistics.fmean(rec[key][-k:]))
 
     def packed(self, values: int) -> tuple[float, list[int]]:
         """secagg's packed plaintexts for client 0 (codec, offset, ``layout.raw_pack``), timed."""
@@ -383,12 +391,14 @@ class Bench:
                 c.to_bytes(width, "big")
                 rec["encrypt_ct"].append(clock() - t0)
                 cts.append(c)
+            rec["encrypt_ct_rounds"].append(statistics.fmean(rec["encrypt_ct"][-len(idx):]))
             ok = True
             for i, c in zip(idx, cts):
                 t0 = clock()
                 m = sk.raw_decrypt(int(c))
                 rec["decrypt_ct"].append(clock() - t0)
                 ok &= m == plain[int(i)]
+        rec["decrypt_ct_rounds"].append(statistics.fmean(rec["decrypt_ct"][-len(idx):]))
         self.problems.check(ok, f"phe raw_decrypt of secagg-packed plaintexts differs "
                                 f"({self.s.key_bits} bits)")
         layout = self.s.client.backend.layout
@@ -520,8 +530,11 @@ class Bench:
 
         steps = rounds * 11 + 1
         bar = _progress(steps, f"{self.s.key_bits} bits, {values:,} values", progress)
-        phe_rec: dict[str, list[float]] = {"encrypt": [], "add": [], "decrypt": [], "max_abs_error": []}
-        bc_rec: dict[str, list[float]] = {"pack": [], "encrypt_ct": [], "decrypt_ct": [], "unpack": []}
+        phe_rec: dict[str, list[float]] = {k: [] for k in (
+            "encrypt", "add", "decrypt", "max_abs_error", "encrypt_rounds", "add_rounds",
+            "decrypt_rounds")}
+        bc_rec: dict[str, list[float]] = {k: [] for k in (
+            "pack", "encrypt_ct", "decrypt_ct", "unpack", "encrypt_ct_rounds", "decrypt_ct_rounds")}
         enc: dict[str, list[float]] = {k: [] for k in
                                        ("djn", "djn_workers", "optimized", "optimized_workers",
                                         "standard", "pool_offline", "pool_online")}
@@ -614,14 +627,17 @@ class Bench:
 
         # (a) phe per value
         n_enc, n_dec = len(phe_rec["encrypt"]), len(phe_rec["decrypt"])
-        sampled = f"per-value median of {{n}} sampled values, extrapolated to {values:,}"
+        sampled = (f"median over {rounds} round(s) of the mean time per value, {{n}} sampled "
+                   f"values in all, extrapolated to {values:,}")
         for op_name, key in (("encrypt", "encrypt"), ("decrypt", "decrypt")):
-            per = statistics.median(phe_rec[key])
+            per = statistics.median(phe_rec[f"{key}_rounds"])
             setattr(cells["phe"], op_name, Op(
                 vps=1 / per, seconds_per_update=values * per, samples_s=phe_rec[key],
                 sample_unit="value", measured_values=len(phe_rec[key]),
-                extrapolated=sampled.format(n=len(phe_rec[key])), mark="*"))
-        phe_add = statistics.median(phe_rec["add"])
+                extrapolated=sampled.format(n=len(phe_rec[key])), mark="*",
+                extra={"round_means_s": phe_rec[f"{key}_rounds"],
+                       "per_value_median_s": statistics.median(phe_rec[key])}))
+        phe_add = statistics.median(phe_rec["add_rounds"])
         cells["phe"].encrypt.extra["add_vps"] = 1 / phe_add  # type: ignore[union-attr]
         cells["phe"].encrypt.extra["add_samples_s"] = phe_rec["add"]  # type: ignore[union-attr]
         cells["phe"].bytes_per_value = s.layout["ciphertext_bytes"] + PHE_EXPONENT_BYTES
@@ -631,11 +647,13 @@ class Bench:
 
         # (b) BatchCrypt-style
         t_pack, t_unpack = statistics.median(bc_rec["pack"]), statistics.median(bc_rec["unpack"])
-        enc_ct, dec_ct = statistics.median(bc_rec["encrypt_ct"]), statistics.median(bc_rec["decrypt_ct"])
+        enc_ct = statistics.median(bc_rec["encrypt_ct_rounds"])
+        dec_ct = statistics.median(bc_rec["decrypt_ct_rounds"])
         n_sampled = len(bc_rec["encrypt_ct"])
         full = n_sampled >= n_cts * rounds
-        note = (f"pack/unpack timed on the whole update; phe raw_encrypt/raw_decrypt median of "
-                f"{n_sampled} ciphertexts x {n_cts:,} ciphertexts")
+        note = (f"pack/unpack timed on the whole update; phe raw_encrypt/raw_decrypt: median over "
+                f"{rounds} round(s) of the mean time per ciphertext ({n_sampled} sampled in all) "
+                f"x {n_cts:,} ciphertexts")
         for op_name, per, fixed, key in (("encrypt", enc_ct, t_pack, "encrypt_ct"),
                                          ("decrypt", dec_ct, t_unpack, "decrypt_ct")):
             total_s = fixed + n_cts * per
@@ -645,6 +663,7 @@ class Bench:
                 extrapolated=None if full else note, mark="" if full else "*",
                 extra={"pack_or_unpack_s": fixed, "per_ciphertext_s": per,
                        "ciphertexts": n_cts, "pack_samples_s": bc_rec["pack"],
+                       "round_means_s": bc_rec[f"{key}_rounds"],
                        "unpack_samples_s": bc_rec["unpack"]}))
         cells["batchcrypt"].bytes_per_value = n_cts * s.layout["ciphertext_bytes"] / values
 
@@ -672,21 +691,35 @@ class Bench:
                 cells[one].notes.append(f"max abs error of the decrypted mean "
                                         f"{max(rec['max_abs_error']):.3g}")
 
-        # ratios
-        phe_c, bc = cells["phe"], cells["batchcrypt"]
-        ratios: dict[str, dict[str, float | None]] = {}
+        # ratios (for † figures: against the baselines measured at the size they come from)
+        self.baselines[values] = {"phe": cells["phe"], "batchcrypt": cells["batchcrypt"]}
+
+        def base_for(x: Op) -> tuple[int, dict[str, Cell]]:
+            src = x.measured_values if x.mark == "†" else values
+            return (src, self.baselines[src]) if src in self.baselines else \
+                (values, self.baselines[values])
+
+        def r(x: Op | None, which: str, op: str) -> float | None:
+            if x is None:
+                return None
+            base = getattr(base_for(x)[1][which], op)
+            return x.vps / base.vps if base else None
+
+        ratios: dict[str, Any] = {}
         for key, cell in cells.items():
-            def r(x: Op | None, base: Op | None) -> float | None:
-                return x.vps / base.vps if x and base else None
             ratios[key] = {
-                "encrypt_vs_phe": r(cell.encrypt, phe_c.encrypt),
-                "encrypt_vs_batchcrypt": r(cell.encrypt, bc.encrypt),
-                "decrypt_vs_phe": r(cell.decrypt, phe_c.decrypt),
-                "decrypt_vs_batchcrypt": r(cell.decrypt, bc.decrypt),
-                "decrypt_variable_time_vs_phe": r(cell.decrypt_variable_time, phe_c.decrypt),
-                "decrypt_variable_time_vs_batchcrypt": r(cell.decrypt_variable_time, bc.decrypt),
+                "encrypt_vs_phe": r(cell.encrypt, "phe", "encrypt"),
+                "encrypt_vs_batchcrypt": r(cell.encrypt, "batchcrypt", "encrypt"),
+                "decrypt_vs_phe": r(cell.decrypt, "phe", "decrypt"),
+                "decrypt_vs_batchcrypt": r(cell.decrypt, "batchcrypt", "decrypt"),
+                "decrypt_variable_time_vs_phe": r(cell.decrypt_variable_time, "phe", "decrypt"),
+                "decrypt_variable_time_vs_batchcrypt": r(cell.decrypt_variable_time,
+                                                         "batchcrypt", "decrypt"),
                 "constant_time_cost": (cell.decrypt_variable_time.vps / cell.decrypt.vps
                                        if cell.decrypt and cell.decrypt_variable_time else None),
+                "baselines_from_values": {
+                    op: base_for(o)[0] for op, o in (("encrypt", cell.encrypt),
+                                                     ("decrypt", cell.decrypt)) if o is not None},
             }
         speedups = {
             "workers": w,
@@ -738,7 +771,7 @@ def _fmt_ratio(x: float | None) -> str:
         return f"{x:,.0f}x"
     if x >= 10:
         return f"{x:,.1f}x"
-    return f"{x:.2f}x" if x >= 1 else f"{x:.2g}x"
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -756,6 +789,11 @@ def _fmt_bytes(n: float) -> str:
         if n >= scale:
             return f"{n / scale:,.1f} {unit}"
     return f"{n:,.0f} B"
+
+
+def _fmt_share(info: dict[str, Any]) -> str:
+    share = info.get("other_processes_cpu_share")
+    return "?" if share is None else f"{100 * share:.0f}%"
 
 
 def _cell(op: Op | None) -> str:
@@ -862,14 +900,16 @@ def footnotes(config: dict[str, Any], workers: int) -> list[str]:
         f"* sampled and extrapolated: phe per value from ~{config['phe_samples']} encryptions "
         f"per size (half as many additions and decryptions); BatchCrypt-style from "
         f"~{config['bc_samples']} phe raw_encrypt/raw_decrypt ciphertexts per size, with "
-        f"packing/unpacking of the whole update timed.",
+        f"packing/unpacking of the whole update timed; each is the median over rounds of the "
+        f"round's mean time per value or ciphertext, like secagg's whole-update samples.",
         f"† extrapolated linearly from a smaller update: standard randomness above "
         f"{config['standard_cap']:,} values, the pool above {config['pool_cap']:,}, decryption "
         f"above {config['decrypt_cap']:,}, aggregation above {config['agg_cap']:,} "
         f"({config['agg_clients']} distinct client updates of that size, from bytes).",
         f"'{workers} workers' = workers=os.cpu_count(); ratios 'vs phe' and 'vs BatchCrypt' are "
-        f"speedups at the same key and size (higher is better); standard randomness and the pool "
-        f"decrypt exactly like the default.",
+        f"speedups at the same key and size (higher is better); a † figure is compared with the "
+        f"baselines measured next to it, at the size it comes from. Standard randomness and the "
+        f"pool decrypt exactly like the default.",
         "aggregate / copy: aggregation rate divided by the rate of bytes(bytearray(data)) on the "
         "same bytes (one core). variable-time / constant-time decrypt: how much faster decryption "
         "is with secret_backend.constant_time=False (default key, 1 worker).",
@@ -1021,6 +1061,29 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def cpu_snapshot() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    ticks = [int(f) for f in fields]
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = (sum(ticks[:8]) - idle) / hz  # user..steal, without guest (already in user)
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+def other_load(start: tuple[float, float] | None, wall_s: float) -> float | None:
+    """Share of the machine's CPU time that other processes used during the run."""
+    end = cpu_snapshot()
+    if start is None or end is None or wall_s <= 0:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, others) / (wall_s * (os.cpu_count() or 1))
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, (Op, Cell)):
         return _jsonable(asdict(x))
@@ -1075,7 +1138,7 @@ def write_results(path: Path, results: dict[int, dict[str, Any]], config: dict[s
         f"({info.get('cpu_model', '?')}) · Python {info['python']} · secagg "
         f"{info['libraries']['secagg']} · phe {info['libraries']['phe']} · gmpy2 "
         f"{info['libraries']['gmpy2']} · commit {info.get('git_commit')} · wall time "
-        f"{_fmt_seconds(wall_s)}",
+        f"{_fmt_seconds(wall_s)} · other processes used {_fmt_share(info)} of the CPUs",
         "",
         main_table(results),
         "",
@@ -1167,6 +1230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every variant at every key and size, print the tables, write JSON, markdown, PNG."""
     args = parse_args(argv)
     start = time.perf_counter()
+    cpu_start = cpu_snapshot()
     info = machine_info()
     config = {k: getattr(args, k) for k in
               ("keys", "sizes", "repeats", "phe_samples", "bc_samples", "standard_cap",
@@ -1196,6 +1260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall_s = time.perf_counter() - start
     if hasattr(os, "getloadavg"):
         info["loadavg_end"] = list(os.getloadavg())
+    info["other_processes_cpu_share"] = other_load(cpu_start, wall_s)
 
     target_rows = targets(results, args.workers)
     print()
@@ -1217,6 +1282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  - {item}")
     md_path, png = write_results(args.out, results, config, info, wall_s, target_rows,
                                  problems.items, args.workers)
+    print(f"\nother processes used {_fmt_share(info)} of the machine's CPU time during the run "
+          f"(load average {info.get('loadavg_start')} -> {info.get('loadavg_end')})")
     print(f"\nwall time {_fmt_seconds(wall_s)}; wrote {args.out}, {md_path}"
           + (f" and {png}" if png else ""))
     return 0
