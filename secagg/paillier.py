@@ -363,8 +363,8 @@ class PaillierSecret(SecretBackend):
         self._qsq_inv_psq = gmpy2.invert(self._qsq, self._psq)
         self._crt_tables: tuple[FixedBaseTable, FixedBaseTable] | None = None
         # Secret exponents go through GMP's constant-time powmod_sec. Measured on
-        # the CI machine: free for the 1024-bit exponents of ordinary 2048-bit keys,
-        # about 1.6x slower for the 225-bit exponents of optimized keys. Set False
+        # the CI machine (benchmarks/bench_paillier.py): 1.1-1.3x slower decryption
+        # for 2048/3072-bit keys, about 1.6x for optimized keys. Set False
         # to trade that side-channel resistance for speed.
         self.constant_time = True
 
