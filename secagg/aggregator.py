@@ -7,6 +7,7 @@ from typing import Any
 from .context import PublicContext
 from .errors import (
     CapacityError,
+    ConfigError,
     ContextMismatchError,
     EmptyAggregateError,
     FormatError,
@@ -36,13 +37,25 @@ class Aggregator:
         total = agg.result()           # an EncryptedUpdate, count == len(agg)
     """
 
-    def __init__(self, public: PublicContext, *, round_id: int | str | None = None) -> None:
+    def __init__(
+        self,
+        public: PublicContext,
+        *,
+        round_id: int | str | None = None,
+        accept_aggregates: bool = True,
+    ) -> None:
+        if not isinstance(accept_aggregates, bool):
+            raise ConfigError(
+                f"accept_aggregates must be True or False. Found {accept_aggregates!r}."
+            )
         if not isinstance(public, PublicContext):
             raise ContextMismatchError(
                 f"Aggregator needs a secagg.PublicContext. Found {type(public).__name__}."
             )
         self.public: PublicContext = public.public  # never keep a secret context
         self.round_id = check_round_id(round_id)
+        #: whether :meth:`add` takes partial sums without a ``client_id`` (see :meth:`merge`)
+        self.accept_aggregates = accept_aggregates
         self._spec: TreeSpec | None = None
         self._sum: list | None = None
         self._count = 0
@@ -89,7 +102,15 @@ class Aggregator:
                 signatures this stops duplicated or mistaken deliveries, not a
                 sender that lies about its id.
 
-        Raises (state unchanged): a ``FormatError`` subclass for malformed bytes,
+        A payload sent by a client is one client's update: with a ``client_id``
+        (or with ``accept_aggregates=False``) only update-kind payloads (count 1)
+        are accepted, so no sender can claim to be several clients and push a
+        sum past ``min_clients``. Partial sums from a trusted sub-aggregator go
+        through :meth:`merge` (or, as before, :meth:`add` without a
+        ``client_id`` when ``accept_aggregates`` is left True).
+
+        Raises (state unchanged): a ``FormatError`` subclass for malformed bytes
+        or an aggregate where a client update is expected,
         ``ContextMismatchError`` for another key, ``TreeMismatchError`` for
         another tree spec, ``RoundMismatchError``, ``ReplayError`` for an update
         already summed or a client id already seen, ``CapacityError`` past
@@ -100,6 +121,27 @@ class Aggregator:
         upd, key = self._load(update)
         if upd.kind == Kind.TERM:
             raise FormatError("a term is added with add_term(), not add().")
+        if upd.kind != Kind.UPDATE and (client_id is not None or not self.accept_aggregates):
+            raise FormatError(
+                "a client sends one update, but this payload is an aggregate (a sum of "
+                "several): refused. Merge trusted partial sums with Aggregator.merge()."
+            )
+        self._add_checked(upd, key, client_id)
+
+    def merge(self, aggregate: EncryptedUpdate | bytes) -> None:
+        """Add a partial sum (``Aggregator.result()`` of a trusted sub-aggregator).
+
+        Hierarchical aggregation: counts, terms and sums add up. Only merge
+        aggregates from parties you trust to have summed real client updates;
+        a client's own payload goes through :meth:`add`. Validation and the
+        unchanged-state-on-refusal rule are those of :meth:`add`.
+        """
+        upd, key = self._load(aggregate)
+        if upd.kind == Kind.TERM:
+            raise FormatError("a term is added with add_term(), not merge().")
+        self._add_checked(upd, key, None)
+
+    def _add_checked(self, upd: EncryptedUpdate, key: bytes, client_id: str | None) -> None:
         if client_id is not None and client_id in self._clients:
             raise ReplayError(f"client {client_id!r} already contributed to this round.")
         self._commit(upd, key)

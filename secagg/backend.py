@@ -27,6 +27,8 @@ class PublicBackend(ABC):
 
     scheme: ClassVar[str]
     codec: FixedPointCodec
+    #: a test-only context (e.g. a Paillier key below 2048 bits); loaders refuse it unless told
+    insecure: bool = False
 
     @abstractmethod
     def material(self) -> dict[str, Any]:

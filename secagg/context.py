@@ -19,9 +19,10 @@ from .dp import DistributedDP
 from .errors import (
     ConfigError,
     ContextMismatchError,
+    CountMismatchError,
     FormatError,
+    InsecureContextError,
     InsufficientClientsError,
-    SumOverflowError,
     TreeError,
     WeightError,
 )
@@ -108,6 +109,31 @@ class PublicContext:
         if precompute is None:
             raise ConfigError(f"the {self.scheme!r} scheme has no randomness to precompute.")
         precompute(count, workers=_check_workers(workers), progress=progress)
+
+    def epsilon(
+        self, rounds: int, delta: float, *, dim: int,
+        reporting_clients: int | list[int] | None = None,
+    ) -> float:
+        """Distributed DP's ``epsilon`` after ``rounds`` rounds, bound to this context.
+
+        Takes ``frac_bits`` and ``max_weight`` from the codec, so it cannot be
+        asked about another calibration than the one the clients use.
+
+        Args:
+            rounds: rounds released so far.
+            delta: target ``delta``.
+            dim: values in one client's update (``TreeSpec.num_values``).
+            reporting_clients: clients whose noise was in each round's sum (one
+                count or one per round); default ``min_clients``, the fewest the
+                key holder decrypts, hence the largest ``epsilon``.
+
+        Raises ``ConfigError`` if the context has no DP.
+        """
+        if self.dp is None:
+            raise ConfigError("this context has no distributed DP (pass dp= to generate()).")
+        counts = self.min_clients if reporting_clients is None else reporting_clients
+        return self.dp.epsilon(rounds, delta, frac_bits=self.codec.frac_bits, dim=dim,
+                               reporting_clients=counts, max_weight=self.codec.max_weight)
 
     def __repr__(self) -> str:
         return (
@@ -210,7 +236,7 @@ class PublicContext:
         return seal(Kind.PUBLIC_CONTEXT, PublicContext._body(self))
 
     @classmethod
-    def _from_body(cls, body: Body) -> PublicContext:
+    def _from_body(cls, body: Body, *, allow_insecure: bool = False) -> PublicContext:
         scheme = body.str("scheme")
         public_cls, _ = _scheme_or_format_error(scheme)
         try:
@@ -228,13 +254,23 @@ class PublicContext:
             except (ConfigError, ValueError, ArithmeticError) as exc:
                 raise FormatError(f"invalid DP parameters: {exc}") from None
         backend = public_cls.from_material(body.map("backend"), codec)
+        if backend.insecure and not allow_insecure:
+            raise InsecureContextError(
+                "this context is marked as an insecure test context (e.g. a Paillier key below "
+                "2048 bits) and is refused; generate a real one, or pass allow_insecure=True "
+                "in tests only."
+            )
         return PublicContext(backend, min_clients=min_clients, dp=dp)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PublicContext:
-        """Load and validate a public context; raises a ``FormatError`` subclass."""
+    def from_bytes(cls, data: bytes, *, allow_insecure: bool = False) -> PublicContext:
+        """Load and validate a public context; raises a ``FormatError`` subclass.
+
+        A context marked insecure (test keys) raises ``InsecureContextError``
+        unless ``allow_insecure=True``.
+        """
         _, body = open_payload(data, Kind.PUBLIC_CONTEXT)
-        return cls._from_body(body)
+        return cls._from_body(body, allow_insecure=allow_insecure)
 
 
 def _dp_params(dp: DistributedDP | None) -> dict[str, Any] | None:
@@ -261,6 +297,13 @@ def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, min_clients: int
         raise ConfigError(
             f"min_clients={min_clients} is below the DP calibration target "
             f"dp.min_clients={dp.min_clients}: a smaller sum would carry too little noise."
+        )
+    if codec.max_weight != 1:
+        raise ConfigError(
+            f"distributed DP calibrates its noise for updates of weight 1, but max_weight="
+            f"{codec.max_weight}: a client weighting by its sample count would multiply its "
+            f"sensitivity, and epsilon, by up to that factor. Pass max_weight=1 and average "
+            f"with reduce='mean'."
         )
 
 
@@ -333,15 +376,17 @@ class SecretContext(PublicContext):
             workers=_check_workers(workers), progress=progress,
         )
         weight_sum, count = int(sums[-2]), int(sums[-1])
+        # After decryption the messages name the check, never the decrypted numbers:
+        # a deviating server would otherwise read them off an error reply.
         if count != total.count:
-            raise ContextMismatchError(
-                f"the sum claims {total.count} client updates but its encrypted count is "
-                f"{count}: the payload was relabelled. Refusing to decrypt."
+            raise CountMismatchError(
+                "the encrypted count does not match the count in the payload's header: the "
+                "payload was relabelled or crafted. It is refused."
             )
         if not total.count <= weight_sum <= total.count * self.codec.max_weight:
-            raise SumOverflowError(
-                f"decrypted weight sum {weight_sum} is impossible for {total.count} clients "
-                f"with weights in [1, {self.codec.max_weight}]."
+            raise CountMismatchError(
+                "the encrypted weight sum is impossible for the payload's count and the "
+                "context's max_weight: the aggregate was crafted. It is refused."
             )
         return RawSum(sums[:-EXTRA_SLOTS], weight_sum, total.count, total.terms)
 
@@ -399,14 +444,20 @@ class SecretContext(PublicContext):
         write_private(path, data, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: Any, *, passphrase: str | bytes | None = None) -> SecretContext:
+    def load(cls, path: Any, *, passphrase: str | bytes | None = None,
+             allow_insecure: bool = False) -> SecretContext:
         """Read a file written by :meth:`save`."""
         with open(path, "rb") as f:
-            return cls.from_bytes(f.read(), passphrase=passphrase)
+            return cls.from_bytes(f.read(), passphrase=passphrase, allow_insecure=allow_insecure)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, passphrase: str | bytes | None = None) -> SecretContext:
-        """Load a key holder's context (decrypting it if sealed); raises a ``SecAggError``."""
+    def from_bytes(cls, data: bytes, *, passphrase: str | bytes | None = None,
+                   allow_insecure: bool = False) -> SecretContext:
+        """Load a key holder's context (decrypting it if sealed); raises a ``SecAggError``.
+
+        A context marked insecure (test keys) raises ``InsecureContextError``
+        unless ``allow_insecure=True``.
+        """
         from .keystore import is_sealed, open_secret
 
         if is_sealed(data):
@@ -414,7 +465,7 @@ class SecretContext(PublicContext):
                 raise FormatError("this secret context is passphrase-encrypted; pass passphrase=.")
             data = open_secret(data, passphrase)
         _, body = open_payload(data, Kind.SECRET_CONTEXT)
-        public = PublicContext._from_body(body.map("public"))
+        public = PublicContext._from_body(body.map("public"), allow_insecure=allow_insecure)
         _, secret_cls = scheme_classes(public.scheme)
         secret = secret_cls.from_material(body.map("secret"), public.backend)
         return cls(secret, min_clients=public.min_clients, dp=public.dp)

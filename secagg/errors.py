@@ -4,9 +4,21 @@ All of them derive from :class:`SecAggError` and also from the built-in that
 matches the problem (``ValueError``, ``OverflowError``, ``TypeError``), so code
 that already catches ``ValueError`` keeps working. Messages name the offending
 value and, where there is one, what to do next.
+
+Two rules keep errors from leaking what a decryption found:
+
+* An error raised *after* decrypting (a :class:`DecryptionCheckError`: the
+  aggregate failed a consistency check) says what failed, never what was found:
+  no count, weight sum, slot value, slot position or noise budget.
+* Nothing that crosses a trust boundary (a Flower error reply, a key holder's
+  answer, the server's log) carries exception text: it carries the fixed code
+  and message of :func:`public_reason`, from the small table
+  :data:`PUBLIC_REASONS`. A deviating server can then learn at most which of
+  these few outcomes happened.
 """
 
 from __future__ import annotations
+
 
 __all__ = [
     "SecAggError",
@@ -21,6 +33,7 @@ __all__ = [
     "CorruptPayloadError",
     "UnsupportedVersionError",
     "CiphertextError",
+    "InsecureContextError",
     "ContextMismatchError",
     "RoundMismatchError",
     "ReplayError",
@@ -30,15 +43,51 @@ __all__ = [
     "SumOverflowError",
     "NoiseBudgetError",
     "MissingSecretKeyError",
+    "DecryptionCheckError",
+    "CountMismatchError",
+    "AggregateRefusedError",
+    "PUBLIC_REASONS",
+    "public_reason",
 ]
+
+#: The message of every out-of-range check after decryption (fixed: no values, no positions).
+SUM_OUT_OF_RANGE = (
+    "a decrypted sum lies outside the range that honest updates can reach: a client "
+    "encoded out of range, or the aggregate was not made from secagg updates. It is refused."
+)
+
+#: The only error texts that leave a secret holder: code -> fixed message.
+PUBLIC_REASONS: dict[str, str] = {
+    "SA-CONFIG": "this node's secagg set-up is incomplete or wrong; its operator can read "
+                 "the details in the node's own log",
+    "SA-CONTEXT": "the payload was made under another secagg key or codec",
+    "SA-FORMAT": "the payload is not a well-formed secagg payload of the expected kind",
+    "SA-TREE": "the payload's tensor tree does not match the round's",
+    "SA-ROUND": "the payload belongs to another round",
+    "SA-REPLAY": "the payload or its sender was already counted",
+    "SA-CAPACITY": "the payload would take the sum past the context's limits",
+    "SA-CLIENTS": "the aggregate holds fewer client updates than min_clients",
+    "SA-REFUSED": "the aggregate failed a consistency check after decryption and is refused",
+    "SA-LOCKED": "this party refused an aggregate earlier and decrypts nothing more from "
+                 "this sender for now",
+    "SA-ENCODE": "the local update could not be encoded",
+    "SA-INTERNAL": "the message could not be processed",
+}
 
 
 class SecAggError(Exception):
-    """Base class of every error raised by secagg on bad input or misuse."""
+    """Base class of every error raised by secagg on bad input or misuse.
+
+    ``code`` is the key of its fixed public message in :data:`PUBLIC_REASONS`.
+    """
+
+    code: str = "SA-INTERNAL"
 
 
 class ConfigError(SecAggError, ValueError):
     """Raised when parameters given to ``generate`` or a codec are out of range."""
+
+    code = "SA-CONFIG"
 
 
 class PlanningError(ConfigError):
@@ -48,21 +97,31 @@ class PlanningError(ConfigError):
 class EncodingError(SecAggError, ValueError):
     """Raised when a value cannot be quantized (NaN, inf, a non-floating leaf)."""
 
+    code = "SA-ENCODE"
+
 
 class TreeError(SecAggError, TypeError):
     """Raised when a tensor tree has an unsupported container, key or leaf type."""
+
+    code = "SA-TREE"
 
 
 class TreeMismatchError(SecAggError, ValueError):
     """Raised when an update's tree spec (structure, leaf names, shapes) differs."""
 
+    code = "SA-TREE"
+
 
 class WeightError(SecAggError, ValueError):
     """Raised when a weight is not an integer in ``[1, max_weight]``."""
 
+    code = "SA-ENCODE"
+
 
 class FormatError(SecAggError, ValueError):
     """Raised when bytes are not a well-formed secagg payload of the expected kind."""
+
+    code = "SA-FORMAT"
 
 
 class TruncatedPayloadError(FormatError):
@@ -77,6 +136,10 @@ class UnsupportedVersionError(FormatError):
     """Raised when a payload was written by a wire-format version we cannot read."""
 
 
+class InsecureContextError(FormatError):
+    """Raised when loading a context marked as an insecure test context without opting in."""
+
+
 class CiphertextError(FormatError):
     """Raised when a ciphertext is out of range or does not match the context."""
 
@@ -84,34 +147,90 @@ class CiphertextError(FormatError):
 class ContextMismatchError(SecAggError, ValueError):
     """Raised when a payload was made under another key, scheme or codec."""
 
+    code = "SA-CONTEXT"
+
 
 class RoundMismatchError(SecAggError, ValueError):
     """Raised when an update carries another round identifier than the aggregator's."""
+
+    code = "SA-ROUND"
 
 
 class ReplayError(SecAggError, ValueError):
     """Raised when the aggregator already summed this exact update."""
 
+    code = "SA-REPLAY"
+
 
 class CapacityError(SecAggError, OverflowError):
     """Raised when an update would take the sum past ``max_clients`` contributions."""
+
+    code = "SA-CAPACITY"
 
 
 class EmptyAggregateError(SecAggError, ValueError):
     """Raised when ``result()`` is asked of an aggregator that summed nothing."""
 
+    code = "SA-CLIENTS"
+
 
 class InsufficientClientsError(SecAggError, ValueError):
     """Raised when decrypting a sum of fewer than ``min_clients`` updates."""
 
+    code = "SA-CLIENTS"
 
-class SumOverflowError(SecAggError, OverflowError):
+
+class DecryptionCheckError(SecAggError):
+    """Base of the errors raised after decrypting: the aggregate failed a consistency check.
+
+    Treat the aggregate as hostile (a deviating server can craft one from a
+    victim's ciphertexts and its own encryptions): refuse it, and decrypt
+    nothing else from its sender in the same round. The message never holds a
+    decrypted quantity.
+    """
+
+    code = "SA-REFUSED"
+
+
+class SumOverflowError(DecryptionCheckError, OverflowError):
     """Raised when a decrypted slot lies outside the range honest inputs can reach."""
 
 
-class NoiseBudgetError(SecAggError, ArithmeticError):
+class NoiseBudgetError(DecryptionCheckError, ArithmeticError):
     """Raised when a lattice decryption is too noisy to round to an exact integer."""
+
+
+class CountMismatchError(DecryptionCheckError, ValueError):
+    """Raised when the encrypted count or weight sum contradicts the payload's header."""
+
+
+class AggregateRefusedError(SecAggError, ValueError):
+    """Raised by a secret holder's front end (key holder, client mod) that refused an aggregate.
+
+    Its message is the fixed public text of ``code``; the details stay in the
+    secret holder's own log.
+    """
+
+    def __init__(self, code: str) -> None:
+        self.code = code if code in PUBLIC_REASONS else "SA-INTERNAL"
+        super().__init__(public_reason(self))
 
 
 class MissingSecretKeyError(SecAggError, TypeError):
     """Raised when an operation needs the secret key and only public material is held."""
+
+    code = "SA-CONFIG"
+
+
+def public_reason(exc: BaseException) -> str:
+    """The fixed text that may cross a trust boundary for ``exc``: ``"SA-XXX: message"``.
+
+    Exception text never leaves a secret holder; this is all a server sees::
+
+        >>> public_reason(SumOverflowError("anything"))
+        'SA-REFUSED: the aggregate failed a consistency check after decryption and is refused'
+    """
+    code = exc.code if isinstance(exc, SecAggError) else "SA-INTERNAL"
+    if code not in PUBLIC_REASONS:
+        code = "SA-INTERNAL"
+    return f"{code}: {PUBLIC_REASONS[code]}"

@@ -13,6 +13,9 @@ build, about 0.8 ms per exponentiation; w = 10 gives 103 rows, 57 MiB, 0.8 s to
 build, about 0.6 ms, against 6.4 ms for ``gmpy2.powmod``. A 3072-bit key with
 1536-bit exponents gets w = 8 (39 MiB); optimized keys (448-bit exponents) get
 w = 10 in 25 MiB.
+
+A table is public data derived from its base (never secret randomness), so
+copies share it; secagg leaves it out of pickles, which rebuild it on use.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ class FixedBaseTable:
             rows.append(row)
             g = row[-1] * g % m  # g**(2**w): the next window's base
         self._rows = rows
+
+    # The table holds powers of its base only, no randomness, and is never modified
+    # after construction: a copy is the table itself (a deep copy of 57 MiB of
+    # integers would buy nothing).
+    def __copy__(self) -> FixedBaseTable:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> FixedBaseTable:
+        return self
 
     @property
     def nbytes(self) -> int:

@@ -410,7 +410,7 @@ class _Secure:
         self.ctx = secagg.generate(scheme, **kwargs)
         # clients and aggregator receive the public half as bytes
         self.public_bytes = self.ctx.public.to_bytes()
-        self.pub = secagg.PublicContext.from_bytes(self.public_bytes)
+        self.pub = secagg.PublicContext.from_bytes(self.public_bytes, allow_insecure=cfg.insecure)
         self.keygen_s = time.perf_counter() - t0
 
     def aggregate(
@@ -560,10 +560,9 @@ def run_federated(
             if progress:
                 rounds.set_postfix(acc=f"{acc:.4f}")
     epsilon = None
-    dp = getattr(agg, "dp", None)
-    if dp is not None:
-        epsilon = dp.epsilon(cfg.rounds, cfg.dp_delta, frac_bits=cfg.frac_bits,
-                             dim=num_values, reporting_clients=cfg.clients)
+    if getattr(agg, "dp", None) is not None:
+        epsilon = agg.pub.epsilon(cfg.rounds, cfg.dp_delta, dim=num_values,  # type: ignore[union-attr]
+                                  reporting_clients=cfg.clients)
     return RunResult(
         epsilon=epsilon,
         backend=backend,

@@ -70,7 +70,16 @@ import numpy as np
 
 from .aggregator import Aggregator
 from .context import PublicContext, SecretContext
-from .errors import ConfigError, FormatError, SecAggError
+from .errors import (
+    AggregateRefusedError,
+    ConfigError,
+    ContextMismatchError,
+    FormatError,
+    SecAggError,
+    public_reason,
+)
+from .guard import DEFAULT_MAX_REFUSALS, DecryptionGuard
+from .update import EncryptedUpdate
 from .wire import Kind, peek_kind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +115,7 @@ FINGERPRINT_KEY = "secagg-fingerprint"
 REDUCES = ("weighted_mean", "mean")
 _SERVER_ROUND = "server-round"
 _log = logging.getLogger("flwr")  # Flower's own logger, so messages appear in its log
+_node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
 
 
 # -- records <-> bytes and trees -------------------------------------------------------
@@ -188,17 +198,17 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
 
 
-def _load_context(data: bytes) -> PublicContext:
-    key = hashlib.blake2b(data, digest_size=16).digest()
+def _load_context(data: bytes, *, allow_insecure: bool = False) -> PublicContext:
+    key = hashlib.blake2b(data + bytes([allow_insecure]), digest_size=16).digest()
     with _CACHE_LOCK:
         ctx = _CACHE.get(key)
     if ctx is not None:
         return ctx
     kind = peek_kind(data)
     if kind == Kind.PUBLIC_CONTEXT:
-        ctx = PublicContext.from_bytes(data)
+        ctx = PublicContext.from_bytes(data, allow_insecure=allow_insecure)
     elif kind == Kind.SECRET_CONTEXT:
-        ctx = SecretContext.from_bytes(data)
+        ctx = SecretContext.from_bytes(data, allow_insecure=allow_insecure)
     else:
         raise ConfigError(
             f"expected a secagg context, got a {kind.name.lower()} payload (a passphrase-sealed "
@@ -219,13 +229,18 @@ _DECRYPTED: OrderedDict[tuple[bytes, bytes], Any] = OrderedDict()
 _DECRYPTED_SIZE = 2
 
 
-def _decrypt_cached(ctx: SecretContext, data: bytes) -> Any:
-    key = (ctx.fingerprint, hashlib.blake2b(data, digest_size=32).digest())
+def _decrypt_cached(ctx: SecretContext, data: bytes, guard: DecryptionGuard | None = None,
+                    round_key: str = "") -> Any:
+    digest = hashlib.blake2b(data, digest_size=32).digest()
+    key = (ctx.fingerprint, digest)
     with _CACHE_LOCK:
         tree = _DECRYPTED.get(key)
     if tree is None:
         # weighted_mean is right for both reductions: with every weight 1 it is the mean
-        tree = ctx.decrypt(data, reduce="weighted_mean")
+        def run() -> Any:
+            return ctx.decrypt(data, reduce="weighted_mean")
+
+        tree = run() if guard is None else guard.decrypt(run, digest=digest, round_key=round_key)
         with _CACHE_LOCK:
             _DECRYPTED[key] = tree
             while len(_DECRYPTED) > _DECRYPTED_SIZE:
@@ -233,8 +248,13 @@ def _decrypt_cached(ctx: SecretContext, data: bytes) -> Any:
     return tree
 
 
-def _public_only(context: Any) -> PublicContext:
+def _public_only(context: Any, *, allow_insecure: bool = False) -> PublicContext:
     """The server's context: public material only, never a secret context."""
+    if isinstance(context, PublicContext) and context.backend.insecure and not allow_insecure:
+        raise ConfigError(
+            "this public context is an insecure test context; pass allow_insecure=True in "
+            "tests only."
+        )
     if isinstance(context, SecretContext):
         raise ConfigError(
             "the server-side strategy takes the public context only; pass "
@@ -250,7 +270,7 @@ def _public_only(context: Any) -> PublicContext:
                 f"the server-side strategy takes public context bytes "
                 f"(ctx.public.to_bytes()); got a {kind.name.lower()} payload."
             )
-        return PublicContext.from_bytes(data)
+        return PublicContext.from_bytes(data, allow_insecure=allow_insecure)
     raise ConfigError(
         f"expected a secagg.PublicContext or its bytes. Found {type(context).__name__}."
     )
@@ -265,9 +285,12 @@ def _config_value(content: RecordDict, key: str) -> Any:
 
 # -- client side -----------------------------------------------------------------------
 
+#: the ConfigRecord in a node's ``Context.state`` that keeps its decryption guard
+GUARD_STATE_KEY = "secagg-guard"
 
-class _ModError(Exception):
-    pass
+
+class _ModError(SecAggError):
+    code = "SA-CONFIG"  # the node's own set-up or its train function: details stay local
 
 
 class SecAggMod:
@@ -296,7 +319,9 @@ class SecAggMod:
         *,
         weighted_by_key: str = "num-examples",
         allow_insecure: bool = False,
+        max_refusals: int | None = DEFAULT_MAX_REFUSALS,
     ) -> None:
+        DecryptionGuard(max_refusals)  # validates it
         if isinstance(context, (bytearray, memoryview)):
             context = bytes(context)
         if isinstance(context, PublicContext):
@@ -314,6 +339,9 @@ class SecAggMod:
         self._source = context
         self.weighted_by_key = weighted_by_key
         self.allow_insecure = allow_insecure
+        self.max_refusals = max_refusals
+        # guards of the nodes this mod serves, for Contexts whose state does not persist
+        self._guards: dict[tuple[int, bytes], DecryptionGuard] = {}
 
     def __repr__(self) -> str:
         return f"SecAggMod(weighted_by_key={self.weighted_by_key!r})"
@@ -324,7 +352,7 @@ class SecAggMod:
         if callable(source):
             source = source(node_context)
         if isinstance(source, (bytes, bytearray, memoryview)):
-            ctx = _load_context(bytes(source))
+            ctx = _load_context(bytes(source), allow_insecure=self.allow_insecure)
         elif isinstance(source, PublicContext):
             ctx = source
         else:
@@ -337,14 +365,37 @@ class SecAggMod:
         return ctx
 
     @staticmethod
-    def _error(msg: Message, reason: str) -> Message:
+    def _error(msg: Message, exc: BaseException) -> Message:
+        """An error reply with a fixed code and text; the details stay in the node's log."""
         from flwr.app import Error, Message
         from flwr.common.constant import ErrorCode
 
+        # Local only (the node's own log, not Flower's): no decrypted quantity in any case.
+        _node_log.warning("secagg_mod: %s: %s", type(exc).__name__, exc)
         return Message(
-            Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"secagg_mod: {reason}"),
+            Error(code=ErrorCode.MOD_FAILED_PRECONDITION,
+                  reason=f"secagg_mod {public_reason(exc)}"),
             reply_to=msg,
         )
+
+    def _guard(self, node_context: Context, ctx: PublicContext) -> DecryptionGuard:
+        """This node's guard: from its Context's state if kept there, else this process's."""
+        key = (int(getattr(node_context, "node_id", 0) or 0), ctx.fingerprint)
+        guard = self._guards.get(key)
+        if guard is None:
+            guard = self._guards[key] = DecryptionGuard(self.max_refusals)
+        state = getattr(node_context, "state", None)
+        if state is not None and GUARD_STATE_KEY in state.config_records:
+            guard.load_state(state.config_records[GUARD_STATE_KEY])
+        return guard
+
+    @staticmethod
+    def _keep_guard(node_context: Context, guard: DecryptionGuard) -> None:
+        from flwr.app import ConfigRecord
+
+        state = getattr(node_context, "state", None)
+        if state is not None:
+            state[GUARD_STATE_KEY] = ConfigRecord(guard.to_state())
 
     def _hide_counts(self, content: RecordDict) -> RecordDict:
         from flwr.app import MetricRecord, RecordDict
@@ -356,10 +407,11 @@ class SecAggMod:
             out[key] = record
         return out
 
-    def _decrypt_incoming(self, msg: Message, ctx: PublicContext) -> None:
+    def _decrypt_incoming(self, msg: Message, ctx: PublicContext, node_context: Context) -> None:
         from flwr.app import RecordDict
 
         content = msg.content
+        round_key = str(_config_value(content, _SERVER_ROUND))[:64]
         replaced = {}
         for key, record in content.array_records.items():
             data = aggregate_from_arrays(record)
@@ -371,7 +423,12 @@ class SecAggMod:
                     "context; give it the shared secret context, or use a key holder on the "
                     "server (SecAggFedAvg(key_holder=...))."
                 )
-            replaced[key] = _tree_to_arrays(_decrypt_cached(ctx, data))
+            guard = self._guard(node_context, ctx)
+            try:
+                tree = _decrypt_cached(ctx, data, guard, round_key)
+            finally:
+                self._keep_guard(node_context, guard)
+            replaced[key] = _tree_to_arrays(tree)
         if replaced:
             # a new RecordDict: the incoming one may be shared with other messages
             msg.content = RecordDict({k: replaced.get(k, v) for k, v in content.items()})
@@ -393,7 +450,8 @@ class SecAggMod:
         if reduce not in REDUCES:
             raise _ModError(f"unknown {REDUCE_KEY} {reduce!r}; expected one of {REDUCES}.")
         weight = 1
-        if reduce == "weighted_mean":
+        # Under distributed DP every update has weight 1: the noise is calibrated for that.
+        if reduce == "weighted_mean" and ctx.dp is None:
             counts = [m[self.weighted_by_key] for m in content.metric_records.values()
                       if self.weighted_by_key in m]
             if len(counts) != 1:
@@ -437,13 +495,13 @@ class SecAggMod:
             ctx = self._context(context)
             fingerprint = _config_value(msg.content, FINGERPRINT_KEY)
             if fingerprint is not None and fingerprint != ctx.fingerprint:
-                raise _ModError(
+                raise ContextMismatchError(
                     "this node's secagg context does not match the server's public context "
                     "(another key or codec)."
                 )
-            self._decrypt_incoming(msg, ctx)
-        except (_ModError, SecAggError) as exc:
-            return self._error(msg, f"{type(exc).__name__}: {exc}")
+            self._decrypt_incoming(msg, ctx, context)
+        except Exception as exc:  # noqa: BLE001  (no exception text may reach the server)
+            return self._error(msg, exc)
         reply = call_next(msg, context)
         if reply.has_error():
             return reply
@@ -452,8 +510,8 @@ class SecAggMod:
             return reply
         try:
             return self._encrypt_reply(msg, reply, ctx)
-        except (_ModError, SecAggError) as exc:
-            return self._error(msg, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            return self._error(msg, exc)
 
 
 def secagg_mod(
@@ -461,6 +519,7 @@ def secagg_mod(
     *,
     weighted_by_key: str = "num-examples",
     allow_insecure: bool = False,
+    max_refusals: int | None = DEFAULT_MAX_REFUSALS,
 ) -> SecAggMod:
     """A Flower client mod for :class:`SecAggFedAvg`: ``ClientApp(mods=[secagg_mod(key)])``.
 
@@ -474,10 +533,14 @@ def secagg_mod(
             worker process.
         weighted_by_key: the MetricRecord key holding the sample count.
         allow_insecure: accept an insecure test context (small Paillier keys).
+        max_refusals: aggregates refused (failed consistency checks after
+            decryption) after which the node decrypts nothing more; see
+            :class:`secagg.guard.DecryptionGuard`.
 
     See :class:`SecAggMod` for what it does to each message.
     """
-    return SecAggMod(context, weighted_by_key=weighted_by_key, allow_insecure=allow_insecure)
+    return SecAggMod(context, weighted_by_key=weighted_by_key, allow_insecure=allow_insecure,
+                     max_refusals=max_refusals)
 
 
 class KeyHolder:
@@ -490,16 +553,36 @@ class KeyHolder:
     aggregate, never an individual update or weight.
     """
 
-    def __init__(self, secret_context: SecretContext | bytes) -> None:
+    def __init__(self, secret_context: SecretContext | bytes, *,
+                 max_refusals: int | None = DEFAULT_MAX_REFUSALS,
+                 allow_insecure: bool = False) -> None:
         if isinstance(secret_context, (bytes, bytearray, memoryview)):
-            secret_context = SecretContext.from_bytes(bytes(secret_context))
+            secret_context = SecretContext.from_bytes(bytes(secret_context),
+                                                      allow_insecure=allow_insecure)
         if not isinstance(secret_context, SecretContext):
             raise ConfigError("KeyHolder needs the secret context.")
         self._secret = secret_context
+        self._guard = DecryptionGuard(max_refusals)
 
     def __call__(self, data: bytes) -> dict[str, Any]:
-        """Decrypt an aggregate to the (sample-weighted) mean model."""
-        return self._secret.decrypt(data, reduce="weighted_mean")
+        """Decrypt an aggregate to the (sample-weighted) mean model.
+
+        Raises ``AggregateRefusedError`` whose text is one fixed line from
+        :data:`secagg.errors.PUBLIC_REASONS` (it goes back to the server); the
+        details are logged here, never a decrypted number. A refused aggregate
+        locks its round (see :class:`secagg.guard.DecryptionGuard`).
+        """
+        try:
+            data = bytes(data)
+            total = EncryptedUpdate.from_bytes(data, self._secret.public)
+            digest = hashlib.blake2b(data, digest_size=32).digest()
+            return self._guard.decrypt(
+                lambda: self._secret.decrypt(total, reduce="weighted_mean"),
+                digest=digest, round_key=str(total.round_id)[:64])
+        except Exception as exc:  # noqa: BLE001  (only the fixed text leaves the key holder)
+            logging.getLogger("secagg").warning("KeyHolder: %s: %s", type(exc).__name__, exc)
+            code = exc.code if isinstance(exc, SecAggError) else "SA-INTERNAL"
+            raise AggregateRefusedError(code) from None
 
 
 # -- server side -----------------------------------------------------------------------
@@ -547,6 +630,7 @@ def _build_strategy_class() -> type:
             min_evaluate_nodes, min_available_nodes, weighted_by_key,
             arrayrecord_key, configrecord_key, train_metrics_aggr_fn,
             evaluate_metrics_aggr_fn: as in ``flwr.serverapp.strategy.FedAvg``.
+            allow_insecure: accept an insecure test context (tests only).
 
         A round completes with the replies that arrived: error replies and
         payloads that secagg refuses (corrupted, another key, another round,
@@ -573,6 +657,7 @@ def _build_strategy_class() -> type:
             configrecord_key: str = "config",
             train_metrics_aggr_fn: Callable | None = None,
             evaluate_metrics_aggr_fn: Callable | None = None,
+            allow_insecure: bool = False,
         ) -> None:
             super().__init__(
                 fraction_train=fraction_train,
@@ -590,7 +675,13 @@ def _build_strategy_class() -> type:
                 raise ConfigError(f"reduce must be one of {REDUCES}. Found {reduce!r}.")
             if key_holder is not None and not callable(key_holder):
                 raise ConfigError("key_holder must be a callable (aggregate bytes -> tree).")
-            self.public_context: PublicContext = _public_only(public_context)
+            self.public_context: PublicContext = _public_only(public_context,
+                                                              allow_insecure=allow_insecure)
+            if self.public_context.dp is not None and reduce == "weighted_mean":
+                # DP contexts have max_weight 1: every update is weighted 1, the plain mean
+                _log.info("SecAggFedAvg: distributed DP is on, so updates are averaged "
+                          "unweighted (reduce='mean'); DP noise is calibrated for weight 1.")
+                reduce = "mean"
             self.reduce = reduce
             self.key_holder = key_holder
             #: one dict per round: counts, failures, sizes (bytes) and seconds
@@ -653,7 +744,8 @@ def _build_strategy_class() -> type:
             replies = list(replies)
             valid, errors = self._check_and_log_replies(replies, is_train=True, validate=False)
             pub = self.public_context
-            agg = Aggregator(pub, round_id=server_round)
+            # one update per node: a node's aggregate-kind payload is never summed
+            agg = Aggregator(pub, round_id=server_round, accept_aggregates=False)
             accepted: list[Message] = []
             refused: list[int] = []
             sizes: list[int] = []
@@ -664,8 +756,8 @@ def _build_strategy_class() -> type:
                     agg.add(data, client_id=str(node))
                 except SecAggError as exc:
                     refused.append(node)
-                    _log.info("\t> Refused secagg payload from node %d: %s: %s",
-                              node, type(exc).__name__, exc)
+                    _log.info("\t> Refused secagg payload from node %d: %s (%s)",
+                              node, public_reason(exc), type(exc).__name__)
                     continue
                 accepted.append(msg)
                 sizes.append(len(data))
@@ -687,10 +779,10 @@ def _build_strategy_class() -> type:
                 else:
                     try:
                         arrays = _tree_to_arrays(self.key_holder(total))
-                    except SecAggError as exc:
+                    except Exception as exc:  # noqa: BLE001  (log the fixed text only)
                         _log.error("aggregate_train: the key holder refused the aggregate: "
-                                   "%s: %s; keeping the previous global model.",
-                                   type(exc).__name__, exc)
+                                   "%s; keeping the previous global model.",
+                                   public_reason(exc))
             metrics = self._aggregate_train_metrics(accepted)
             now = time.perf_counter()
             self.history.append({

@@ -155,6 +155,7 @@ def train_round(strategy, app, rnd, arrays, grid=None):
 def strategy_for(ctx, **kw):
     kw.setdefault("min_train_nodes", N)
     kw.setdefault("min_available_nodes", N)
+    kw.setdefault("allow_insecure", True)
     return sf.SecAggFedAvg(ctx.public.to_bytes(), **kw)
 
 
@@ -175,9 +176,10 @@ def test_strategy_takes_the_public_context_only(contexts):
     for secret in (ctx, ctx.to_bytes(), ctx.to_sealed_bytes("pw", scrypt_n=2**10)):
         with pytest.raises(secagg.ConfigError):
             sf.SecAggFedAvg(secret)
-    assert sf.SecAggFedAvg(ctx.public).public_context.fingerprint == ctx.fingerprint
+    assert sf.SecAggFedAvg(ctx.public, allow_insecure=True).public_context.fingerprint == \
+        ctx.fingerprint
     with pytest.raises(secagg.ConfigError):
-        sf.SecAggFedAvg(ctx.public.to_bytes(), reduce="sum")
+        sf.SecAggFedAvg(ctx.public.to_bytes(), reduce="sum", allow_insecure=True)
 
 
 @pytest.mark.parametrize("scheme", ["paillier", "ckks"])
@@ -269,7 +271,7 @@ def test_too_few_updates_keep_the_previous_model(contexts, task_identity):
     assert arrays is None and strategy.history[-1]["summed"] == 1
 
 
-def test_client_mod_failures_are_error_replies(contexts, task_identity):
+def test_client_mod_failures_are_error_replies(contexts, task_identity, caplog):
     ctx, other = contexts["ckks"], contexts["paillier"]
     strategy = strategy_for(ctx)
     _, (encrypted, _) = train_round(strategy, make_app(ctx.to_bytes()), 1, ArrayRecord(INIT))
@@ -280,17 +282,21 @@ def test_client_mod_failures_are_error_replies(contexts, task_identity):
         return {r.error.code if r.has_error() else None for r in replies}, replies
 
     # a node holding another key: refused before training
+    # (the server gets a fixed code and text; the details stay in the node's own log)
     got, replies = codes(make_app(other.to_bytes()))
     assert got == {ErrorCode.MOD_FAILED_PRECONDITION}
-    assert "does not match" in replies[0].error.reason
+    assert replies[0].error.reason == f"secagg_mod {secagg.errors.public_reason(secagg.ContextMismatchError())}"
+    assert "does not match" in caplog.text
     # an encrypted model sent to a node with the public context only
     got, replies = codes(make_app(ctx.public.to_bytes()))
     assert got == {ErrorCode.MOD_FAILED_PRECONDITION}
-    assert "only the public" in replies[0].error.reason
+    assert "SA-CONFIG" in replies[0].error.reason and "only the public" in caplog.text
     # insecure test keys are refused unless allowed
+    caplog.clear()
     got, replies = codes(make_app(other.to_bytes(), allow_insecure=False),
                          arrays=ArrayRecord(INIT))
-    assert got == {ErrorCode.MOD_FAILED_PRECONDITION} and "insecure" in replies[0].error.reason
+    assert got == {ErrorCode.MOD_FAILED_PRECONDITION} and "SA-" in replies[0].error.reason
+    assert "insecure" in caplog.text
     # the server counts all of these as failures
     strategy.aggregate_train(2, replies)
     assert strategy.history[-1]["failures"] == N and strategy.history[-1]["summed"] == 0
@@ -315,12 +321,13 @@ def test_mod_caps_weight_and_needs_num_examples(contexts, task_identity, caplog)
 
     replies = deliver(app, strategy.configure_train(2, ArrayRecord(INIT), ConfigRecord(),
                                                     FakeGrid(NODES)))
-    assert all(r.has_error() and "num-examples" in r.error.reason for r in replies)
+    assert all(r.has_error() and "SA-CONFIG" in r.error.reason for r in replies)
+    assert "num-examples" in caplog.text  # the details, in the node's own log
 
 
 def test_key_holder_mode(contexts, task_identity):
     ctx = contexts["ckks"]
-    strategy = strategy_for(ctx, key_holder=sf.KeyHolder(ctx.to_bytes()))
+    strategy = strategy_for(ctx, key_holder=sf.KeyHolder(ctx.to_bytes(), allow_insecure=True))
     app = make_app(ctx.public.to_bytes())  # clients need only the public context
     _, (arrays, _) = train_round(strategy, app, 1, ArrayRecord(INIT))
     assert sf.aggregate_from_arrays(arrays) is None  # plaintext mean, broadcast as usual
@@ -409,7 +416,7 @@ def test_server_side_objects_hold_no_secret(contexts, scheme, task_identity):
     assert secrets_in(strategy, ctx) == []
     assert secrets_in(strategy.public_state(), ctx) == []
     # the walker does find a secret where there is one (an in-process key holder)
-    assert "SecretContext" in secrets_in(strategy_for(ctx, key_holder=sf.KeyHolder(ctx)), ctx)
+    assert "SecretContext" in secrets_in(strategy_for(ctx, key_holder=sf.KeyHolder(ctx, allow_insecure=True)), ctx)
     if scheme == "paillier":
         assert "a secret factor (mpz)" in secrets_in(ctx.secret_backend, ctx)
 
@@ -448,7 +455,7 @@ def test_simulation_with_a_dropout(tmp_path, monkeypatch):
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         strategy = Recording(ctx.public.to_bytes(), min_train_nodes=N, min_evaluate_nodes=N,
-                             min_available_nodes=N)
+                             min_available_nodes=N, allow_insecure=True)
         out["strategy"] = strategy
         out["result"] = strategy.start(grid=grid, initial_arrays=ArrayRecord(INIT), num_rounds=2,
                                        timeout=120)

@@ -67,7 +67,7 @@ def test_deeply_nested_fields_do_not_recurse(K, P):
     deep = deep_list(1010)
     pb = P.public.to_bytes()
     with pytest.raises(secagg.FormatError):
-        secagg.PublicContext.from_bytes(reseal(pb, min_clients=deep))
+        secagg.PublicContext.from_bytes(reseal(pb, min_clients=deep), allow_insecure=True)
     for ctx in (K, P):
         with pytest.raises(secagg.FormatError):
             secagg.EncryptedUpdate.from_bytes(reseal(ctx.public.encrypt(TREE).to_bytes(), round=deep),
@@ -80,7 +80,7 @@ def test_absurd_clip_is_refused(P, field):
     _, body = wire.open_payload(pb)
     codec = {**body.raw()["codec"], field: 1e308}
     with pytest.raises(secagg.FormatError):
-        secagg.PublicContext.from_bytes(reseal(pb, codec=codec))
+        secagg.PublicContext.from_bytes(reseal(pb, codec=codec), allow_insecure=True)
     with pytest.raises(secagg.ConfigError):
         secagg.generate("ckks", clip=1e308)
 
@@ -97,20 +97,20 @@ def test_degenerate_secret_factors_are_refused(P):
                                           "n": n.to_bytes(width, "big")}}
     secret = {"p": (3).to_bytes(width, "big"), "q": (3 * m).to_bytes(width, "big")}
     with pytest.raises(secagg.FormatError):
-        secagg.SecretContext.from_bytes(wire.seal(Kind.SECRET_CONTEXT, {"public": public, "secret": secret}))
+        secagg.SecretContext.from_bytes(wire.seal(Kind.SECRET_CONTEXT, {"public": public, "secret": secret}), allow_insecure=True)
 
 
 @pytest.mark.parametrize("value", [1e308, 1e-300])
 def test_absurd_dp_parameters_are_refused(value):
     from secagg.dp import DistributedDP
 
-    ctx = make_context("paillier", dp=DistributedDP(1.0, 1.0, 2))
+    ctx = make_context("paillier", dp=DistributedDP(1.0, 1.0, 2), max_weight=1)
     pb = ctx.public.to_bytes()
     _, body = wire.open_payload(pb)
     for field in ("l2_clip", "noise_multiplier"):
         dp = {**body.raw()["dp"], field: value}
         with pytest.raises(secagg.FormatError):
-            secagg.PublicContext.from_bytes(reseal(pb, dp=dp))
+            secagg.PublicContext.from_bytes(reseal(pb, dp=dp), allow_insecure=True)
 
 
 def test_small_paillier_key_needs_the_insecure_mark(P):
@@ -118,8 +118,8 @@ def test_small_paillier_key_needs_the_insecure_mark(P):
     _, body = wire.open_payload(pb)
     backend = {**body.raw()["backend"], "insecure": False}
     with pytest.raises(secagg.FormatError, match="insecure"):
-        secagg.PublicContext.from_bytes(reseal(pb, backend=backend))
-    assert secagg.PublicContext.from_bytes(pb).backend.insecure
+        secagg.PublicContext.from_bytes(reseal(pb, backend=backend), allow_insecure=True)
+    assert secagg.PublicContext.from_bytes(pb, allow_insecure=True).backend.insecure
 
 
 def test_zero_size_leaves_are_refused(P):

@@ -29,13 +29,13 @@ def test_saved_secret_is_owner_only_and_reloads(sctx, tmp_path):
     sctx.save(sealed, passphrase="correct horse", scrypt_n=CHEAP)
     for path in (plain, sealed):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert secagg.SecretContext.load(plain).fingerprint == sctx.fingerprint
-    again = secagg.SecretContext.load(sealed, passphrase="correct horse")
+    assert secagg.SecretContext.load(plain, allow_insecure=True).fingerprint == sctx.fingerprint
+    again = secagg.SecretContext.load(sealed, passphrase="correct horse", allow_insecure=True)
     assert again.fingerprint == sctx.fingerprint
     with pytest.raises(WrongPassphraseError):
-        secagg.SecretContext.load(sealed, passphrase="wrong")
+        secagg.SecretContext.load(sealed, passphrase="wrong", allow_insecure=True)
     with pytest.raises(secagg.FormatError, match="passphrase"):
-        secagg.SecretContext.load(sealed)
+        secagg.SecretContext.load(sealed, allow_insecure=True)
     with pytest.raises(secagg.ConfigError, match="exists"):
         sctx.save(plain)
     assert sctx.to_bytes() not in sealed.read_bytes()
@@ -60,7 +60,7 @@ def test_public_bytes_hold_no_secret_material(sctx):
         for i in range(0, len(key) - 16, max(1, len(key) // 64)):
             assert key[i : i + 16] not in public
     if sctx.scheme != "paillier":
-        assert not secagg.PublicContext.from_bytes(public).backend.context.is_private()
+        assert not secagg.PublicContext.from_bytes(public, allow_insecure=True).backend.context.is_private()
 
 
 @settings(max_examples=30)
@@ -72,7 +72,7 @@ def test_hostile_sealed_secrets_raise_secagg_errors(data, pos, flip):
     bad[pos % len(bad)] ^= flip
     for blob in (bytes(bad), data, sealed[: pos % len(sealed)]):
         with pytest.raises(secagg.SecAggError):
-            secagg.SecretContext.from_bytes(blob, passphrase="pw")
+            secagg.SecretContext.from_bytes(blob, passphrase="pw", allow_insecure=True)
 
 
 def test_absurd_scrypt_cost_is_refused_before_deriving():
@@ -81,11 +81,11 @@ def test_absurd_scrypt_cost_is_refused_before_deriving():
     raw = dict(body.raw())
     raw["n"] = 2**21
     with pytest.raises(secagg.FormatError, match="scrypt"):
-        secagg.SecretContext.from_bytes(wire.seal(kind, raw), passphrase="pw")
+        secagg.SecretContext.from_bytes(wire.seal(kind, raw), passphrase="pw", allow_insecure=True)
 
 
 def test_sealed_secret_still_decrypts(sctx):
-    again = secagg.SecretContext.from_bytes(sctx.to_sealed_bytes("pw", scrypt_n=CHEAP), passphrase="pw")
+    again = secagg.SecretContext.from_bytes(sctx.to_sealed_bytes("pw", scrypt_n=CHEAP), passphrase="pw", allow_insecure=True)
     agg = secagg.Aggregator(sctx.public)
     for v in (0.25, 0.5):
         agg.add(sctx.public.encrypt(np.array([v])))
