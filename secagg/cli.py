@@ -4,20 +4,29 @@ Examples::
 
     python -m secagg demo --rounds 30 --backends plain,paillier,ckks,bfv --out results/
     python -m secagg keygen --scheme paillier --out key.secagg --public-out key.pub \\
-        --max-clients 100 --clip 1.0 --frac-bits 16
+        --max-clients 100 --clip 1.0 --frac-bits 16 --passphrase-file pass.txt
     python -m secagg inspect key.pub
+    python -m secagg inspect key.secagg --passphrase-env SECAGG_PASSPHRASE
     python -m secagg bench --quick
 
-``keygen`` writes the secret context with owner-only permissions (0o600);
+``keygen`` writes the secret context with owner-only permissions (0o600),
+encrypted under a passphrase (scrypt + AES-256-GCM, as
+``SecretContext.save(path, passphrase=...)``). The passphrase comes from
+``--passphrase-file`` (one trailing newline stripped), ``--passphrase-env``, or
+a prompt when stdin is a terminal; without a terminal and without either
+option keygen refuses unless ``--no-passphrase`` asks for an unencrypted file.
 ``inspect`` shows the header and public parameters of any secagg payload and
-never prints secret material. Only ``demo`` needs torch, scikit-learn, tqdm and
-matplotlib; they are imported when it runs.
+never prints secret material; it asks for the passphrase the same way to open
+an encrypted secret context. A passphrase is never printed. Only ``demo``
+needs torch, scikit-learn, tqdm and matplotlib; they are imported when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -26,7 +35,8 @@ from typing import Any, TextIO
 
 from . import __version__
 from .context import PublicContext, generate
-from .errors import SecAggError
+from .errors import ConfigError, SecAggError
+from .keystore import WrongPassphraseError, is_sealed, open_secret
 from .tree import TreeSpec
 from .wire import Kind, open_payload, peek_kind, seal
 
@@ -108,6 +118,138 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+# -- passphrases ---------------------------------------------------------------------
+
+_MAX_PASSPHRASE_FILE = 1 << 16  # bytes; a passphrase file is small (and not /dev/zero)
+_PASSPHRASE_OPTIONS = "--passphrase-file FILE or --passphrase-env VAR"
+
+
+def _stdin_is_tty() -> bool:
+    """Whether stdin is an interactive terminal (then a passphrase may be prompted for)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _read_passphrase_file(path: Path) -> bytes:
+    """A passphrase file's bytes without one trailing ``\\n`` or ``\\r\\n``.
+
+    Raises:
+        ConfigError: if the file is too large or the passphrase is empty.
+        OSError: if the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        data = f.read(_MAX_PASSPHRASE_FILE + 1)
+    if len(data) > _MAX_PASSPHRASE_FILE:
+        raise ConfigError(f"passphrase file {path} is over {_MAX_PASSPHRASE_FILE} bytes; "
+                          f"it should hold the passphrase only.")
+    if stat.S_ISREG(mode) and mode & 0o077:
+        print(f"warning: passphrase file {path} is readable by other users "
+              f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it.", file=sys.stderr)
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise ConfigError(f"passphrase file {path} holds an empty passphrase; "
+                          f"an empty passphrase is refused.")
+    return data
+
+
+def _env_passphrase(var: str) -> bytes:
+    value = os.environ.get(var) if var else None
+    if value is None:
+        raise ConfigError(f"environment variable {var!r} (--passphrase-env) is not set.")
+    if not value:
+        raise ConfigError(f"environment variable {var!r} (--passphrase-env) is empty; "
+                          f"an empty passphrase is refused.")
+    return os.fsencode(value)  # the variable's own bytes, as a passphrase file would hold them
+
+
+def _prompt_passphrase(prompt: str) -> bytes:
+    try:
+        value = getpass.getpass(prompt)
+    except EOFError:
+        raise ConfigError("no passphrase was entered.") from None
+    if not value:
+        raise ConfigError("an empty passphrase is refused.")
+    return value.encode("utf-8")
+
+
+def _given_passphrase(args: argparse.Namespace) -> bytes | None:
+    """The passphrase from ``--passphrase-file`` or ``--passphrase-env``, if either was given."""
+    if args.passphrase_file is not None:
+        return _read_passphrase_file(args.passphrase_file)
+    if args.passphrase_env is not None:
+        return _env_passphrase(args.passphrase_env)
+    return None
+
+
+def _new_passphrase(args: argparse.Namespace) -> bytes | None:
+    """The passphrase to encrypt a new secret context under; ``None`` for ``--no-passphrase``."""
+    given = _given_passphrase(args)
+    if given is not None or args.no_passphrase:
+        return given
+    if not _stdin_is_tty():
+        raise ConfigError(
+            f"keygen needs a passphrase to encrypt {args.out}, and stdin is not a terminal to "
+            f"prompt for one: pass {_PASSPHRASE_OPTIONS}, or --no-passphrase to write the "
+            f"secret context unencrypted."
+        )
+    first = _prompt_passphrase(f"Passphrase to encrypt {args.out}: ")
+    if _prompt_passphrase("Repeat the passphrase: ") != first:
+        raise ConfigError("the two passphrases differ; nothing was written.")
+    return first
+
+
+def _existing_passphrase(args: argparse.Namespace, path: Path) -> bytes:
+    """The passphrase that opens the encrypted secret context in ``path``."""
+    given = _given_passphrase(args)
+    if given is not None:
+        return given
+    if not _stdin_is_tty():
+        raise ConfigError(
+            f"{path} is a passphrase-encrypted secret context and stdin is not a terminal to "
+            f"prompt for the passphrase: pass {_PASSPHRASE_OPTIONS}."
+        )
+    return _prompt_passphrase(f"Passphrase for {path}: ")
+
+
+def _load_secret_bytes(args: argparse.Namespace, path: Path, data: bytes) -> bytes:
+    """Decrypt ``data`` (read from ``path``) if it is sealed, asking for the passphrase.
+
+    Every command that reads a secret context goes through this, so all of them take
+    the passphrase the same way: ``--passphrase-file``, ``--passphrase-env`` or a prompt.
+
+    Raises:
+        WrongPassphraseError: if the passphrase does not open the file.
+        ConfigError: if no passphrase is available or it is empty.
+    """
+    if not is_sealed(data):
+        return data
+    passphrase = _existing_passphrase(args, path)
+    try:
+        return open_secret(data, passphrase)
+    except WrongPassphraseError as exc:
+        raise WrongPassphraseError(f"{path}: {exc}") from None
+
+
+def _add_passphrase_arguments(parser: argparse.ArgumentParser, *, new: bool) -> None:
+    group = parser.add_mutually_exclusive_group()
+    what = "encrypt the secret context under" if new else "open an encrypted secret context with"
+    group.add_argument("--passphrase-file", type=Path, default=None, metavar="FILE",
+                       help=f"{what} the passphrase in FILE (one trailing newline is stripped)")
+    group.add_argument("--passphrase-env", default=None, metavar="VAR",
+                       help=f"{what} the passphrase in environment variable VAR")
+    if new:
+        group.add_argument("--no-passphrase", action="store_true",
+                           help="write the secret context unencrypted (only mode 0600 protects "
+                                "it); without a passphrase option keygen prompts on a terminal "
+                                "and refuses otherwise")
+
+
 # -- keygen --------------------------------------------------------------------------
 
 
@@ -132,6 +274,10 @@ def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     for path in (args.out, public_out):
         if path.exists() and not args.force:
             raise SecAggError(f"{path} exists; pass --force to overwrite it.")
+    if args.passphrase_file is not None and args.passphrase_file.resolve() in (
+            args.out.resolve(), public_out.resolve()):
+        raise SecAggError("--passphrase-file must differ from --out and --public-out.")
+    passphrase = _new_passphrase(args)  # before the (possibly slow) key generation
     kwargs: dict[str, Any] = dict(
         max_clients=args.max_clients, clip=args.clip, frac_bits=args.frac_bits,
         max_weight=args.max_weight, min_clients=args.min_clients,
@@ -141,11 +287,17 @@ def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     elif args.security is not None:
         kwargs["security"] = args.security
     ctx = generate(args.scheme, **kwargs)
-    _write_private(args.out, ctx.to_bytes(), force=args.force)
+    secret = ctx.to_bytes() if passphrase is None else ctx.to_sealed_bytes(passphrase)
+    _write_private(args.out, secret, force=args.force)
     public_out.write_bytes(ctx.public.to_bytes())
+    sealing = ("passphrase-encrypted" if passphrase is not None
+               else "NOT encrypted: --no-passphrase")
     print(f"{ctx.scheme} context, fingerprint {ctx.fingerprint.hex()}", file=out)
-    print(f"secret context: {args.out} (mode 0600; keep it on the key holder)", file=out)
-    print(f"public context: {public_out} (for clients and the aggregator)", file=out)
+    print(f"secret context: {args.out} (mode 0600, {sealing})", file=out)
+    print("  give it to the key holder, or to every silo in cross-silo mode; "
+          "never to the server", file=out)
+    print(f"public context: {public_out}", file=out)
+    print("  give it to the server (aggregator) and the clients", file=out)
     return 0
 
 
@@ -164,7 +316,8 @@ def _size(value: Any) -> str:
 
 def _public_lines(body: dict[str, Any]) -> list[str]:
     """Describe a public context body (validated by loading it)."""
-    pub = PublicContext.from_bytes(seal(Kind.PUBLIC_CONTEXT, body))
+    # inspect describes a file, insecure test contexts included (describe() says so)
+    pub = PublicContext.from_bytes(seal(Kind.PUBLIC_CONTEXT, body), allow_insecure=True)
     d = pub.describe()
     lines = [
         f"scheme:       {pub.scheme}",
@@ -242,10 +395,22 @@ def inspect_payload(data: bytes) -> list[str]:
     return lines
 
 
+def _sealed_line(data: bytes) -> str:
+    _, body = open_payload(data, Kind.SEALED_SECRET)
+    raw = body.raw()
+    return (f"encryption:   passphrase (scrypt n={raw.get('n')!s:.12}, r={raw.get('r')!s:.4}, "
+            f"p={raw.get('p')!s:.4}; AES-256-GCM), {len(data)} bytes on disk")
+
+
 def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     data = args.file.read_bytes()
+    lines: list[str] = []
+    if is_sealed(data):
+        lines.append(_sealed_line(data))
+        data = _load_secret_bytes(args, args.file, data)
+    lines = inspect_payload(data) + lines
     print(f"file:         {args.file}", file=out)
-    for line in inspect_payload(data):
+    for line in lines:
         print(line, file=out)
     return 0
 
@@ -308,9 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--insecure", action="store_true",
                         help="allow Paillier keys below 2048 bits (tests only)")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+    _add_passphrase_arguments(keygen, new=True)
 
     insp = sub.add_parser("inspect", help="show a payload's header and public parameters")
     insp.add_argument("file", type=Path)
+    _add_passphrase_arguments(insp, new=False)
 
     bench = sub.add_parser(
         "bench", help="run a benchmark script (benchmarks/bench_SUITE.py) with the given arguments",

@@ -179,7 +179,7 @@ def paillier_files(tmp_path, capsys):
     code, out, _ = run_cli(
         ["keygen", "--scheme", "paillier", "--out", str(key), "--public-out", str(pub),
          "--max-clients", "5", "--clip", "2.0", "--frac-bits", "12", "--max-weight", "7",
-         "--key-bits", "512", "--insecure"], capsys,
+         "--key-bits", "512", "--insecure", "--no-passphrase"], capsys,
     )
     assert code == 0 and "paillier" in out
     return key, pub
@@ -198,15 +198,16 @@ def test_keygen_writes_owner_only_secret_and_loadable_files(paillier_files):
 def test_keygen_refuses_to_overwrite(paillier_files, capsys):
     key, _ = paillier_files
     before = key.read_bytes()
-    code, _, err = run_cli(["keygen", "--scheme", "ckks", "--out", str(key)], capsys)
+    code, _, err = run_cli(["keygen", "--scheme", "ckks", "--out", str(key), "--no-passphrase"],
+                           capsys)
     assert code == 1 and "exists" in err
     assert key.read_bytes() == before
 
 
 def test_keygen_ckks_default_public_path(tmp_path, capsys):
     key = tmp_path / "ckks.secagg"
-    code, _, _ = run_cli(["keygen", "--scheme", "ckks", "--out", str(key), "--max-clients", "3"],
-                         capsys)
+    code, _, _ = run_cli(["keygen", "--scheme", "ckks", "--out", str(key), "--max-clients", "3",
+                          "--no-passphrase"], capsys)
     assert code == 0
     assert peek_kind(key.read_bytes()) == Kind.SECRET_CONTEXT
     assert peek_kind((tmp_path / "ckks.secagg.pub").read_bytes()) == Kind.PUBLIC_CONTEXT
