@@ -217,6 +217,7 @@ class Aggregator:
             "ciphertexts": None if self._sum is None else pub.backend.ciphertexts_to_wire(self._sum),
             "seen": sorted(self._seen),
             "clients": sorted(self._clients),
+            "accept_aggregates": self.accept_aggregates,
         })
 
     @classmethod
@@ -229,7 +230,11 @@ class Aggregator:
         if body.str("scheme") != public.scheme or body.bytes("fingerprint", size=16) != public.fingerprint:
             raise ContextMismatchError("checkpoint was made under another key or codec.")
         codec = public.codec
-        agg = cls(public, round_id=check_round_id(body.optional("round")))
+        accept = body.optional("accept_aggregates")
+        if accept is not None and not isinstance(accept, bool):
+            raise FormatError("checkpoint field accept_aggregates must be a boolean.")
+        agg = cls(public, round_id=check_round_id(body.optional("round")),
+                  accept_aggregates=True if accept is None else accept)
         count = body.int("count", 0, codec.max_clients)
         terms = body.int("terms", 0, codec.extra_summands)
         seen = body.list("seen", max_len=codec.max_clients + codec.extra_summands)

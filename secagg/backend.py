@@ -29,6 +29,9 @@ class PublicBackend(ABC):
     codec: FixedPointCodec
     #: a test-only context (e.g. a Paillier key below 2048 bits); loaders refuse it unless told
     insecure: bool = False
+    #: whether decrypting ciphertexts chosen by an adversary can leak nothing of the secret
+    #: key (Paillier: True; CKKS/BFV: False, decryption-oracle attacks recover the key)
+    oracle_safe_key: ClassVar[bool] = False
 
     @abstractmethod
     def material(self) -> dict[str, Any]:

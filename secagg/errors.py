@@ -46,6 +46,7 @@ __all__ = [
     "DecryptionCheckError",
     "CountMismatchError",
     "AggregateRefusedError",
+    "AppFailedError",
     "PUBLIC_REASONS",
     "public_reason",
 ]
@@ -71,6 +72,8 @@ PUBLIC_REASONS: dict[str, str] = {
     "SA-LOCKED": "this party refused an aggregate earlier and decrypts nothing more from "
                  "this sender for now",
     "SA-ENCODE": "the local update could not be encoded",
+    "SA-APP": "the node's train or evaluate function failed; its operator can read the "
+              "details in the node's own log",
     "SA-INTERNAL": "the message could not be processed",
 }
 
@@ -202,6 +205,12 @@ class NoiseBudgetError(DecryptionCheckError, ArithmeticError):
 
 class CountMismatchError(DecryptionCheckError, ValueError):
     """Raised when the encrypted count or weight sum contradicts the payload's header."""
+
+
+class AppFailedError(SecAggError, RuntimeError):
+    """Stands for an exception of a user's function that ran on decrypted data (its text stays local)."""
+
+    code = "SA-APP"
 
 
 class AggregateRefusedError(SecAggError, ValueError):

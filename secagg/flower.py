@@ -72,6 +72,7 @@ from .aggregator import Aggregator
 from .context import PublicContext, SecretContext
 from .errors import (
     AggregateRefusedError,
+    AppFailedError,
     ConfigError,
     ContextMismatchError,
     FormatError,
@@ -320,8 +321,12 @@ class SecAggMod:
         weighted_by_key: str = "num-examples",
         allow_insecure: bool = False,
         max_refusals: int | None = DEFAULT_MAX_REFUSALS,
+        guard_path: str | None = None,
+        send_metrics: bool = True,
     ) -> None:
         DecryptionGuard(max_refusals)  # validates it
+        if not isinstance(send_metrics, bool):
+            raise ConfigError(f"send_metrics must be True or False. Found {send_metrics!r}.")
         if isinstance(context, (bytearray, memoryview)):
             context = bytes(context)
         if isinstance(context, PublicContext):
@@ -340,6 +345,8 @@ class SecAggMod:
         self.weighted_by_key = weighted_by_key
         self.allow_insecure = allow_insecure
         self.max_refusals = max_refusals
+        self.guard_path = guard_path
+        self.send_metrics = send_metrics
         # guards of the nodes this mod serves, for Contexts whose state does not persist
         self._guards: dict[tuple[int, bytes], DecryptionGuard] = {}
 
@@ -365,16 +372,30 @@ class SecAggMod:
         return ctx
 
     @staticmethod
-    def _error(msg: Message, exc: BaseException) -> Message:
-        """An error reply with a fixed code and text; the details stay in the node's log."""
+    def _error(msg: Message, exc: BaseException | None, *, app: bool = False,
+               reason: str = "") -> Message:
+        """An error reply with a fixed code and text; the details stay in the node's log.
+
+        ``app``: the user's train/evaluate function failed (it ran on decrypted
+        data, so its exception text stays local too).
+        """
         from flwr.app import Error, Message
         from flwr.common.constant import ErrorCode
 
         # Local only (the node's own log, not Flower's): no decrypted quantity in any case.
-        _node_log.warning("secagg_mod: %s: %s", type(exc).__name__, exc)
+        if exc is not None:
+            _node_log.warning("secagg_mod: %s: %s", type(exc).__name__, exc)
+        else:
+            _node_log.warning("secagg_mod: the app replied with an error: %s", reason)
+        if app:
+            return Message(
+                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                      reason=f"secagg_mod {public_reason(AppFailedError())}"),
+                reply_to=msg,
+            )
         return Message(
             Error(code=ErrorCode.MOD_FAILED_PRECONDITION,
-                  reason=f"secagg_mod {public_reason(exc)}"),
+                  reason=f"secagg_mod {public_reason(exc or SecAggError())}"),
             reply_to=msg,
         )
 
@@ -383,7 +404,9 @@ class SecAggMod:
         key = (int(getattr(node_context, "node_id", 0) or 0), ctx.fingerprint)
         guard = self._guards.get(key)
         if guard is None:
-            guard = self._guards[key] = DecryptionGuard(self.max_refusals)
+            path = None if self.guard_path is None else (
+                f"{self.guard_path}.{ctx.fingerprint.hex()[:16]}")
+            guard = self._guards[key] = DecryptionGuard(self.max_refusals, path=path)
         state = getattr(node_context, "state", None)
         if state is not None and GUARD_STATE_KEY in state.config_records:
             guard.load_state(state.config_records[GUARD_STATE_KEY])
@@ -402,7 +425,10 @@ class SecAggMod:
 
         out = RecordDict()
         for key, record in content.items():
-            if isinstance(record, MetricRecord) and self.weighted_by_key in record:
+            if isinstance(record, MetricRecord) and not self.send_metrics:
+                # metrics computed on a decrypted (possibly crafted) model are an oracle
+                record = MetricRecord({self.weighted_by_key: 1})
+            elif isinstance(record, MetricRecord) and self.weighted_by_key in record:
                 record = MetricRecord({**dict(record), self.weighted_by_key: 1})
             out[key] = record
         return out
@@ -502,9 +528,12 @@ class SecAggMod:
             self._decrypt_incoming(msg, ctx, context)
         except Exception as exc:  # noqa: BLE001  (no exception text may reach the server)
             return self._error(msg, exc)
-        reply = call_next(msg, context)
+        try:
+            reply = call_next(msg, context)
+        except Exception as exc:  # noqa: BLE001  (the app ran on decrypted data: no text leaves)
+            return self._error(msg, exc, app=True)
         if reply.has_error():
-            return reply
+            return self._error(msg, None, app=True, reason=reply.error.reason)
         if mtype == "evaluate":
             reply.content = self._hide_counts(reply.content)
             return reply
@@ -520,6 +549,8 @@ def secagg_mod(
     weighted_by_key: str = "num-examples",
     allow_insecure: bool = False,
     max_refusals: int | None = DEFAULT_MAX_REFUSALS,
+    guard_path: str | None = None,
+    send_metrics: bool = True,
 ) -> SecAggMod:
     """A Flower client mod for :class:`SecAggFedAvg`: ``ClientApp(mods=[secagg_mod(key)])``.
 
@@ -536,11 +567,20 @@ def secagg_mod(
         max_refusals: aggregates refused (failed consistency checks after
             decryption) after which the node decrypts nothing more; see
             :class:`secagg.guard.DecryptionGuard`.
+        guard_path: a file prefix where the node keeps its refusal count (one
+            file per key), so that ``max_refusals`` holds across runs and
+            restarts; without it the count lives in the run's ``Context.state``.
+        send_metrics: ``False`` replaces every metric in train and evaluate
+            replies by ``num-examples = 1``: metrics computed on a decrypted
+            model are a channel to the server (SECURITY.md).
 
-    See :class:`SecAggMod` for what it does to each message.
+    See :class:`SecAggMod` for what it does to each message. Exceptions of the
+    wrapped train/evaluate functions are answered with a fixed text too (they
+    ran on decrypted data); their details are in the node's own log.
     """
     return SecAggMod(context, weighted_by_key=weighted_by_key, allow_insecure=allow_insecure,
-                     max_refusals=max_refusals)
+                     max_refusals=max_refusals, guard_path=guard_path,
+                     send_metrics=send_metrics)
 
 
 class KeyHolder:
@@ -555,14 +595,23 @@ class KeyHolder:
 
     def __init__(self, secret_context: SecretContext | bytes, *,
                  max_refusals: int | None = DEFAULT_MAX_REFUSALS,
-                 allow_insecure: bool = False) -> None:
+                 allow_insecure: bool = False, guard_path: str | None = None,
+                 allow_unverified_lattice: bool = False) -> None:
         if isinstance(secret_context, (bytes, bytearray, memoryview)):
             secret_context = SecretContext.from_bytes(bytes(secret_context),
                                                       allow_insecure=allow_insecure)
         if not isinstance(secret_context, SecretContext):
             raise ConfigError("KeyHolder needs the secret context.")
+        if not secret_context.public.backend.oracle_safe_key and not allow_unverified_lattice:
+            raise ConfigError(
+                f"a key holder that decrypts {secret_context.scheme.upper()} aggregates a server "
+                f"assembled can be made to decrypt functions of its secret key and hand the key "
+                f"to that server (decryption-oracle attacks; SECURITY.md). Use the 'paillier' "
+                f"scheme for key-holder mode, or pass allow_unverified_lattice=True only if the "
+                f"server is trusted to forward real sums."
+            )
         self._secret = secret_context
-        self._guard = DecryptionGuard(max_refusals)
+        self._guard = DecryptionGuard(max_refusals, path=guard_path)
 
     def __call__(self, data: bytes) -> dict[str, Any]:
         """Decrypt an aggregate to the (sample-weighted) mean model.

@@ -17,14 +17,25 @@ this module limits the queries:
    never fails a check, so an honest federation never gets there; a server
    probing one bit per refusal gets at most ``max_refusals`` of them.
 
-The state is plain data (:meth:`DecryptionGuard.to_state`), so a Flower node
-can keep it in its ``Context.state`` across ClientApp processes.
+What this does not stop, and SECURITY.md says so: the round is named by the
+sender, so a deviating server can move to a new round id at will (the cap in
+rule 3 is what bounds it); and aggregates that pass every check are decrypted,
+however they were made (a victim's update padded with the server's own
+encryptions, or, for CKKS/BFV, ciphertexts crafted to decrypt to functions of
+the secret key).
+
+The state is plain data (:meth:`DecryptionGuard.to_state`): a Flower node
+keeps it in its ``Context.state`` (one run), and ``path=`` keeps it in a file
+so that the cap survives new runs and restarts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import AggregateRefusedError, ConfigError, DecryptionCheckError
@@ -46,6 +57,9 @@ class DecryptionGuard:
         max_refusals: refusals in all after which nothing more is decrypted
             (``None``: no limit; then a deviating server may probe one bit per
             round indefinitely).
+        path: a file that keeps the state across runs and restarts (read
+            before every check, written after every refusal, owner-only). An
+            unreadable or malformed file counts as exhausted: fail safe.
 
     Example::
 
@@ -53,7 +67,8 @@ class DecryptionGuard:
         tree = guard.decrypt(lambda: ctx.decrypt(data), digest=h, round_key="3")
     """
 
-    def __init__(self, max_refusals: int | None = DEFAULT_MAX_REFUSALS) -> None:
+    def __init__(self, max_refusals: int | None = DEFAULT_MAX_REFUSALS, *,
+                 path: str | os.PathLike[str] | None = None) -> None:
         if max_refusals is not None and (
             isinstance(max_refusals, bool) or not isinstance(max_refusals, int)
             or max_refusals < 1
@@ -62,6 +77,7 @@ class DecryptionGuard:
                 f"max_refusals must be a positive integer or None. Found {max_refusals!r}."
             )
         self.max_refusals = max_refusals
+        self.path = None if path is None else Path(path)
         self.refusals = 0
         self._refused: list[bytes] = []
         self._locked: list[str] = []
@@ -76,6 +92,7 @@ class DecryptionGuard:
 
     def check(self, digest: bytes, round_key: str) -> None:
         """Raise ``AggregateRefusedError`` if this aggregate must not be decrypted."""
+        self._read()
         if digest in self._refused:
             raise AggregateRefusedError("SA-REFUSED")
         if self.exhausted or round_key in self._locked:
@@ -88,6 +105,7 @@ class DecryptionGuard:
             if item not in items:
                 items.append(item)  # type: ignore[arg-type]
                 del items[:-_KEEP]
+        self._write()
         _log.warning(
             "secagg: refused an aggregate that failed a consistency check after decryption "
             "(round %s, refusal %d of %s); nothing more is decrypted this round.",
@@ -119,7 +137,7 @@ class DecryptionGuard:
         return state
 
     def load_state(self, state: Any) -> None:
-        """Restore :meth:`to_state` output; malformed state counts as exhausted (fail safe)."""
+        """Merge :meth:`to_state` output in; malformed state counts as exhausted (fail safe)."""
         try:
             refusals = state["refusals"]
             refused = list(state.get("refused", []))
@@ -132,4 +150,34 @@ class DecryptionGuard:
         except (KeyError, TypeError, AttributeError):
             self.refusals = max(self.refusals, self.max_refusals or 1)
             return
-        self.refusals, self._refused, self._locked = refusals, refused[-_KEEP:], locked[-_KEEP:]
+        # merge, never forget: the larger count and the union of what was refused
+        self.refusals = max(self.refusals, refusals)
+        for items, new in ((self._refused, refused), (self._locked, locked)):
+            items.extend(x for x in new if x not in items)  # type: ignore[attr-defined]
+            del items[:-_KEEP]
+
+    # -- a file, for a cap that outlives a run -----------------------------------
+    def _read(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            raw = json.loads(self.path.read_text())
+            state = {"refusals": raw["refusals"],
+                     "refused": [bytes.fromhex(d) for d in raw.get("refused", [])],
+                     "locked": list(raw.get("locked", []))}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            state = {}
+        self.load_state(state)
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        state = self.to_state()
+        data = json.dumps({"refusals": state["refusals"],
+                           "refused": [d.hex() for d in state.get("refused", [])],
+                           "locked": state.get("locked", [])})
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+        os.replace(tmp, self.path)

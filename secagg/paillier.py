@@ -193,6 +193,7 @@ class PaillierPublic(PublicBackend):
     """Public half: encrypts packed slots and sums ciphertexts modulo ``n**2``."""
 
     scheme = "paillier"
+    oracle_safe_key = True
 
     def __init__(
         self,

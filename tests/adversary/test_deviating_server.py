@@ -318,7 +318,7 @@ def test_a_node_claiming_to_be_several_clients_is_counted_once(fctx, task_identi
 
 
 def test_key_holder_answers_and_server_logs_hold_fixed_texts(fctx, task_identity, caplog):
-    holder = sf.KeyHolder(fctx.to_bytes(), allow_insecure=True)
+    holder = sf.KeyHolder(fctx.to_bytes(), allow_insecure=True, allow_unverified_lattice=True)
     server = Server(fctx)
     with pytest.raises(secagg.errors.AggregateRefusedError) as info:
         holder(server.crafted(1))
@@ -334,3 +334,51 @@ def test_key_holder_answers_and_server_logs_hold_fixed_texts(fctx, task_identity
     assert arrays is not None  # an honest round still decrypts
     flwr_lines = [r.getMessage() for r in caplog.records if r.name == "flwr"]
     assert not any("Traceback" in line for line in flwr_lines)
+
+
+def test_a_lattice_key_holder_must_be_told_it_trusts_the_server(fctx):
+    """A key holder decrypting server-assembled CKKS/BFV ciphertexts would leak its key."""
+    if fctx.public.backend.oracle_safe_key:
+        assert sf.KeyHolder(fctx, allow_insecure=True) is not None  # Paillier
+        return
+    with pytest.raises(secagg.ConfigError, match="secret key"):
+        sf.KeyHolder(fctx.to_bytes(), allow_insecure=True)
+    assert sf.KeyHolder(fctx, allow_unverified_lattice=True) is not None
+
+
+def test_metrics_can_be_kept_on_the_node(fctx, task_identity):
+    strategy = sf.SecAggFedAvg(fctx.public.to_bytes(), min_train_nodes=len(NODES),
+                               min_available_nodes=len(NODES), allow_insecure=True)
+    app = make_app(fctx.to_bytes(), send_metrics=False)
+    replies, (arrays, _) = train_round(strategy, app, 1, ArrayRecord(INIT))
+    assert arrays is not None
+    for reply in replies:
+        assert {k: dict(v) for k, v in reply.content.metric_records.items()} == {
+            "metrics": {"num-examples": 1}}
+    evaluated = deliver(app, strategy.configure_evaluate(1, arrays, ConfigRecord(),
+                                                         FakeGrid(NODES)))
+    for reply in evaluated:  # the checksum of the decrypted model stays on the node
+        assert dict(reply.content["metrics"]) == {"num-examples": 1}
+
+
+def test_app_exceptions_reach_the_server_as_a_fixed_text(fctx, task_identity, caplog):
+    strategy = sf.SecAggFedAvg(fctx.public.to_bytes(), min_train_nodes=len(NODES),
+                               min_available_nodes=len(NODES), allow_insecure=True)
+    app = make_app(fctx.to_bytes(), fail=frozenset({(1, p) for p in range(len(NODES))}))
+    replies = deliver(app, strategy.configure_train(1, ArrayRecord(INIT), ConfigRecord(),
+                                                    FakeGrid(NODES)))
+    assert {r.error.reason for r in replies} == {
+        f"secagg_mod {public_reason(secagg.errors.AppFailedError())}"}
+    assert "dropout of partition" in caplog.text  # the details, in the node's own log
+
+
+def test_the_refusal_cap_survives_new_runs_with_a_guard_file(fctx, task_identity, tmp_path,
+                                                             count_decryptions):
+    path = str(tmp_path / "guard")
+    server = Server(fctx, max_refusals=1, guard_path=path)
+    assert all(r and "SA-REFUSED" in r for r in server.send(server.crafted(1), 2))
+    # a new run (fresh Context.state) and a new mod instance: still exhausted
+    again = Server(fctx, max_refusals=1, guard_path=path)
+    before = len(count_decryptions)
+    assert all(r and "SA-LOCKED" in r for r in again.send(again.crafted(2), 2))
+    assert len(count_decryptions) == before
