@@ -5,7 +5,7 @@
     python examples/flower_simulation.py --scheme paillier --optimized-keys
     python examples/flower_simulation.py --drop 3     # 3 clients fail in every round from round 2
 
-The digits task of ``secagg.fl`` (scikit-learn's 8x8 digits, the 64 -> 32 tanh ->
+The digits task of ``secagg.demo.fedavg`` (scikit-learn's 8x8 digits, the 64 -> 32 tanh ->
 10 MLP, a Dirichlet(0.5) label split) over 20 Flower SuperNodes simulated with
 Ray on 2 CPUs (1 CPU per ClientApp). Each round every node trains 2 local
 epochs from the global model. The same ClientApp, data split and seeds run twice:
@@ -56,7 +56,7 @@ from flwr.simulation import run_simulation
 from torch import nn
 
 import secagg
-from secagg import fl
+from secagg.demo import fedavg as fl
 from secagg.flower import SecAggFedAvg, decrypt_arrays, secagg_mod
 
 BACKEND_CONFIG = {
@@ -70,7 +70,7 @@ BACKEND_CONFIG = {
 
 def local_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
                 batch_size: int, lr: float, seed: int) -> float:
-    """Minibatch SGD as in ``secagg.fl``; returns the last epoch's mean loss."""
+    """Minibatch SGD as in ``secagg.demo.fedavg``; returns the last epoch's mean loss."""
     torch.manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     loss_sum, batches = 0.0, 0
@@ -160,11 +160,11 @@ class TimedFedAvg(FedAvg):
         self.history: list[dict[str, Any]] = []
         self._started: dict[int, float] = {}
 
-    def configure_train(self, server_round, arrays, config, grid):  # noqa: D102
+    def configure_train(self, server_round, arrays, config, grid):
         self._started[server_round] = time.perf_counter()
         return super().configure_train(server_round, arrays, config, grid)
 
-    def aggregate_train(self, server_round, replies):  # noqa: D102
+    def aggregate_train(self, server_round, replies):
         t0 = time.perf_counter()
         replies = list(replies)
         ok = [m for m in replies if m.has_content()]
@@ -180,7 +180,7 @@ class TimedFedAvg(FedAvg):
         })
         return arrays, metrics
 
-    def aggregate_evaluate(self, server_round, replies):  # noqa: D102
+    def aggregate_evaluate(self, server_round, replies):
         metrics = super().aggregate_evaluate(server_round, replies)
         self.history[-1]["round_s"] = time.perf_counter() - self._started[server_round]
         return metrics
@@ -219,7 +219,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--scheme", choices=["paillier", "ckks", "bfv"], default="paillier")
+    p.add_argument("--scheme", choices=secagg.schemes.available(), default="paillier")
     p.add_argument("--optimized-keys", action="store_true",
                    help="Paillier: Ma-Han-Lei keys (faster encryption and decryption)")
     p.add_argument("--key-bits", type=int, default=2048, help="Paillier modulus size")
@@ -260,8 +260,8 @@ def main() -> int:
     t0 = time.perf_counter()
     kw: dict[str, Any] = dict(max_clients=args.clients, clip=args.clip, frac_bits=16,
                               max_weight=args.max_weight, min_clients=2)
-    if args.scheme == "paillier":
-        kw.update(key_bits=args.key_bits, optimized_keys=args.optimized_keys)
+    kw.update(secagg.schemes.get(args.scheme).accepted(
+        {"key_bits": args.key_bits, "optimized_keys": args.optimized_keys or None}))
     ctx = secagg.generate(args.scheme, **kw)
     secret_bytes, public_bytes = ctx.to_bytes(), ctx.public.to_bytes()
     keygen_s = time.perf_counter() - t0

@@ -102,10 +102,10 @@ def run_target(target: str, argv: list[str]) -> None:
     import atheris
 
     import secagg
-    import secagg.bfv  # noqa: F401  (load every module before instrumenting)
-    import secagg.ckks  # noqa: F401
-    import secagg.keystore  # noqa: F401
-    import secagg.paillier  # noqa: F401
+    import secagg.keystore
+    import secagg.schemes.lattice.bfv
+    import secagg.schemes.lattice.ckks
+    import secagg.schemes.paillier.backend
     from secagg import wire
 
     atheris.instrument_all()

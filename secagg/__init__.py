@@ -15,10 +15,16 @@ decode only the aggregate (``SecretContext.decrypt``)::
 
 from __future__ import annotations
 
-from .aggregator import Aggregator
-from .codec import FixedPointCodec
-from .context import PublicContext, RawSum, SecretContext, generate
-from .errors import (
+from secagg import errors, schemes
+from secagg.aggregator import Aggregator
+from secagg.codec import FixedPointCodec
+from secagg.context import PublicContext, RawSum, SecretContext, generate
+
+# Every error also lives here (``secagg.FormatError`` ...), as before; the full
+# list is ``secagg.errors.__all__``.
+from secagg.errors import (  # noqa: F401
+    AggregateRefusedError,
+    AppFailedError,
     CapacityError,
     CiphertextError,
     ConfigError,
@@ -44,13 +50,14 @@ from .errors import (
     UnsupportedVersionError,
     WeightError,
 )
-from .planner import CkksPlan, plan_ckks
-from .tree import LeafSpec, TreeSpec, flatten, unflatten
-from .update import EncryptedUpdate
-from .wire import Kind
+from secagg.schemes.lattice.planner import CkksPlan, plan_ckks  # noqa: F401
+from secagg.tree import LeafSpec, TreeSpec, flatten, unflatten
+from secagg.update import EncryptedUpdate
+from secagg.wire import Kind
 
 __version__ = "0.1.0"
 
+# What a user needs; errors are in secagg.errors (and importable from here).
 __all__ = [
     "generate",
     "PublicContext",
@@ -63,32 +70,9 @@ __all__ = [
     "LeafSpec",
     "flatten",
     "unflatten",
-    "CkksPlan",
-    "plan_ckks",
     "Kind",
     "SecAggError",
-    "ConfigError",
-    "PlanningError",
-    "EncodingError",
-    "TreeError",
-    "TreeMismatchError",
-    "WeightError",
-    "FormatError",
-    "TruncatedPayloadError",
-    "CorruptPayloadError",
-    "UnsupportedVersionError",
-    "CiphertextError",
-    "ContextMismatchError",
-    "RoundMismatchError",
-    "ReplayError",
-    "CapacityError",
-    "EmptyAggregateError",
-    "InsufficientClientsError",
-    "SumOverflowError",
-    "NoiseBudgetError",
-    "MissingSecretKeyError",
-    "DecryptionCheckError",
-    "CountMismatchError",
-    "InsecureContextError",
+    "errors",
+    "schemes",
     "__version__",
 ]

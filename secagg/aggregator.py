@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import PublicContext
-from .errors import (
+from secagg.context import PublicContext, public_only
+from secagg.errors import (
     CapacityError,
     ConfigError,
     ContextMismatchError,
@@ -14,9 +14,9 @@ from .errors import (
     ReplayError,
     RoundMismatchError,
 )
-from .tree import TreeSpec
-from .update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
-from .wire import Kind, open_payload, seal
+from secagg.tree import TreeSpec
+from secagg.update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
+from secagg.wire import Kind, open_payload, seal
 
 __all__ = ["Aggregator"]
 
@@ -48,16 +48,12 @@ class Aggregator:
             raise ConfigError(
                 f"accept_aggregates must be True or False. Found {accept_aggregates!r}."
             )
-        if not isinstance(public, PublicContext):
-            raise ContextMismatchError(
-                f"Aggregator needs a secagg.PublicContext. Found {type(public).__name__}."
-            )
-        self.public: PublicContext = public.public  # never keep a secret context
+        self.public: PublicContext = public_only(public, "Aggregator")
         self.round_id = check_round_id(round_id)
         #: whether :meth:`add` takes partial sums without a ``client_id`` (see :meth:`merge`)
         self.accept_aggregates = accept_aggregates
         self._spec: TreeSpec | None = None
-        self._sum: list | None = None
+        self._sum: list[Any] | None = None
         self._count = 0
         self._terms = 0
         self._seen: set[bytes] = set()
@@ -224,10 +220,8 @@ class Aggregator:
     def from_bytes(cls, data: bytes, public: PublicContext) -> Aggregator:
         """Restore a checkpoint made by :meth:`to_bytes` under the same public context."""
         _, body = open_payload(data, Kind.CHECKPOINT)
-        if not isinstance(public, PublicContext):
-            raise ContextMismatchError("Aggregator.from_bytes needs a secagg.PublicContext.")
-        public = public.public
-        if body.str("scheme") != public.scheme or body.bytes("fingerprint", size=16) != public.fingerprint:
+        public = public_only(public, "Aggregator.from_bytes")
+        if body.text("scheme") != public.scheme or body.blob("fingerprint", size=16) != public.fingerprint:
             raise ContextMismatchError("checkpoint was made under another key or codec.")
         codec = public.codec
         accept = body.optional("accept_aggregates")
@@ -235,10 +229,10 @@ class Aggregator:
             raise FormatError("checkpoint field accept_aggregates must be a boolean.")
         agg = cls(public, round_id=check_round_id(body.optional("round")),
                   accept_aggregates=True if accept is None else accept)
-        count = body.int("count", 0, codec.max_clients)
-        terms = body.int("terms", 0, codec.extra_summands)
-        seen = body.list("seen", max_len=codec.max_clients + codec.extra_summands)
-        clients = body.list("clients", max_len=codec.max_clients)
+        count = body.integer("count", 0, codec.max_clients)
+        terms = body.integer("terms", 0, codec.extra_summands)
+        seen = body.items("seen", max_len=codec.max_clients + codec.extra_summands)
+        clients = body.items("clients", max_len=codec.max_clients)
         if not all(isinstance(d, bytes) and len(d) == 16 for d in seen) or len(set(seen)) != len(seen):
             raise FormatError("checkpoint digests must be distinct 16-byte strings.")
         if not all(isinstance(c, str) and len(c) <= 256 for c in clients):
@@ -249,12 +243,12 @@ class Aggregator:
             return agg
         if count + terms == 0 or len(seen) < 1:
             raise FormatError("a checkpoint with a sum must have seen an update.")
-        n_values = body.int("values", 1, 2**40)
-        public.backend.precheck(body.any("ciphertexts"), n_values + EXTRA_SLOTS)
-        spec = TreeSpec.from_obj(body.any("spec"))
+        n_values = body.integer("values", 1, 2**40)
+        public.backend.precheck(body.value("ciphertexts"), n_values + EXTRA_SLOTS)
+        spec = TreeSpec.from_obj(body.value("spec"))
         if spec.num_values != n_values:
             raise FormatError("checkpoint value count does not match its tree spec.")
-        cts = public.backend.ciphertexts_from_wire(body.any("ciphertexts"), n_values + EXTRA_SLOTS)
+        cts = public.backend.ciphertexts_from_wire(body.value("ciphertexts"), n_values + EXTRA_SLOTS)
         agg._spec, agg._sum, agg._count, agg._terms = spec, cts, count, terms
         agg._seen, agg._clients = set(seen), set(clients)
         return agg
@@ -265,5 +259,5 @@ class Aggregator:
             raise EmptyAggregateError("no client update has been added to this aggregator yet.")
         pub = self.public
         return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.AGGREGATE, self._count,
-                               self._spec, self.round_id, list(self._sum), pub,
+                               self._spec, self.round_id, list(self._sum), pub.backend,
                                terms=self._terms)

@@ -33,12 +33,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
-from .context import PublicContext, generate
-from .errors import ConfigError, SecAggError
-from .keystore import WrongPassphraseError, is_sealed, open_secret
-from .tree import TreeSpec
-from .wire import Kind, open_payload, peek_kind, seal
+from secagg import __version__, schemes
+from secagg.context import PublicContext, generate
+from secagg.errors import ConfigError, SecAggError
+from secagg.keystore import WrongPassphraseError, is_sealed, open_secret
+from secagg.tree import TreeSpec
+from secagg.wire import Kind, open_payload, peek_kind, seal
 
 __all__ = ["main", "build_parser", "add_demo_arguments", "run_demo", "inspect_payload"]
 
@@ -51,7 +51,7 @@ BENCH_SUITES = ("core", "paillier", "lattice")
 
 def _backends(text: str) -> list[str]:
     names = [b.strip() for b in text.split(",") if b.strip()]
-    allowed = ("plain", "paillier", "ckks", "bfv")
+    allowed = ("plain", *schemes.available())
     bad = [b for b in names if b not in allowed]
     if not names or bad:
         raise argparse.ArgumentTypeError(
@@ -70,8 +70,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Dirichlet concentration of the non-IID label split (default 0.5)")
     parser.add_argument("--mode", choices=("fedavg", "fedsgd"), default="fedavg",
                         help="clients send model deltas (fedavg) or one gradient (fedsgd)")
-    parser.add_argument("--backends", type=_backends, default=["plain", "paillier", "ckks", "bfv"],
-                        help="comma-separated: plain,paillier,ckks,bfv (default all four)")
+    every = ["plain", *schemes.available()]
+    parser.add_argument("--backends", type=_backends, default=every,
+                        help=f"comma-separated: {','.join(every)} (default all)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="directory for fedavg_digits.png and .json (default results/)")
     parser.add_argument("--dp", action="store_true",
@@ -99,7 +100,7 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     Returns:
         The process exit status (0).
     """
-    from . import fl
+    from secagg.demo import fedavg as fl
 
     out = out or sys.stdout
     cfg_kwargs: dict[str, Any] = dict(
@@ -270,22 +271,20 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
 def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     public_out = args.public_out or args.out.with_name(args.out.name + ".pub")
     if public_out.resolve() == args.out.resolve():
-        raise SecAggError("--public-out must differ from --out.")
+        raise ConfigError("--public-out must differ from --out.")
     for path in (args.out, public_out):
         if path.exists() and not args.force:
-            raise SecAggError(f"{path} exists; pass --force to overwrite it.")
+            raise ConfigError(f"{path} exists; pass --force to overwrite it.")
     if args.passphrase_file is not None and args.passphrase_file.resolve() in (
             args.out.resolve(), public_out.resolve()):
-        raise SecAggError("--passphrase-file must differ from --out and --public-out.")
+        raise ConfigError("--passphrase-file must differ from --out and --public-out.")
     passphrase = _new_passphrase(args)  # before the (possibly slow) key generation
     kwargs: dict[str, Any] = dict(
         max_clients=args.max_clients, clip=args.clip, frac_bits=args.frac_bits,
         max_weight=args.max_weight, min_clients=args.min_clients,
     )
-    if args.scheme == "paillier":
-        kwargs.update(key_bits=args.key_bits, insecure=args.insecure)
-    elif args.security is not None:
-        kwargs["security"] = args.security
+    kwargs.update(schemes.get(args.scheme).accepted(
+        {"key_bits": args.key_bits, "insecure": args.insecure or None, "security": args.security}))
     ctx = generate(args.scheme, **kwargs)
     secret = ctx.to_bytes() if passphrase is None else ctx.to_sealed_bytes(passphrase)
     _write_private(args.out, secret, force=args.force)
@@ -384,7 +383,7 @@ def inspect_payload(data: bytes) -> list[str]:
     if kind == Kind.PUBLIC_CONTEXT:
         lines += _public_lines(raw)
     elif kind == Kind.SECRET_CONTEXT:
-        lines += _public_lines(body.map("public").raw())
+        lines += _public_lines(body.section("public").raw())
         secret = raw.get("secret")
         fields = ", ".join(sorted(secret)) if isinstance(secret, dict) else "?"
         lines.append(f"secret:       secret material is present ({fields}) but not shown")
@@ -457,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_arguments(demo)
 
     keygen = sub.add_parser("keygen", help="make a secret context and its public half")
-    keygen.add_argument("--scheme", choices=("paillier", "ckks", "bfv"), required=True)
+    keygen.add_argument("--scheme", choices=schemes.available(), required=True)
     keygen.add_argument("--out", type=Path, required=True,
                         help="secret context file (written with mode 0600)")
     keygen.add_argument("--public-out", type=Path, default=None,

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import ConfigError, EncodingError
+from secagg.errors import ConfigError, EncodingError
 
 __all__ = ["FixedPointCodec", "Rounding"]
 

@@ -8,15 +8,15 @@ codec, the packing or lattice parameters and the public key, never a secret.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, NoReturn, TypeVar, cast, overload
 
 import msgpack
 import numpy as np
 
-from .backend import PublicBackend, SecretBackend, scheme_classes
-from .codec import FixedPointCodec, Rounding
-from .dp import DistributedDP
-from .errors import (
+from secagg import schemes
+from secagg.codec import FixedPointCodec, Rounding
+from secagg.dp import DistributedDP
+from secagg.errors import (
     ConfigError,
     ContextMismatchError,
     CountMismatchError,
@@ -26,13 +26,16 @@ from .errors import (
     TreeError,
     WeightError,
 )
-from .tree import flatten, unflatten
-from .update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
-from .wire import Body, Kind, digest, open_payload, seal
+from secagg.schemes.base import PublicBackend, SecretBackend
+from secagg.tree import flatten, unflatten
+from secagg.update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
+from secagg.wire import Body, Kind, digest, open_payload, seal
 
-__all__ = ["generate", "PublicContext", "SecretContext", "RawSum", "Reduce"]
+__all__ = ["generate", "PublicContext", "SecretContext", "RawSum", "Reduce", "public_only"]
 
 Reduce = Literal["sum", "mean", "weighted_mean"]
+
+_T = TypeVar("_T")
 
 
 def _check_weight(weight: object, max_weight: int) -> int:
@@ -58,18 +61,102 @@ def _check_workers(workers: object) -> int:
 
 def _codec_from(body: Body) -> FixedPointCodec:
     return FixedPointCodec(
-        clip=body.float("clip"),
-        frac_bits=body.int("frac_bits", 0, 40),
-        max_clients=body.int("max_clients", 1, 2**31),
-        max_weight=body.int("max_weight", 1, 2**31),
-        rounding=body.str("rounding", choices=("nearest", "stochastic")),  # type: ignore[arg-type]
-        extra_summands=body.int("extra_summands", 0, 2**20),
-        term_clip=None if body.optional("term_clip") is None else body.float("term_clip"),
-        noise_bound=body.int("noise_bound", 0, 2**50),
+        clip=body.number("clip"),
+        frac_bits=body.integer("frac_bits", 0, 40),
+        max_clients=body.integer("max_clients", 1, 2**31),
+        max_weight=body.integer("max_weight", 1, 2**31),
+        rounding=cast(Rounding, body.text("rounding", choices=("nearest", "stochastic"))),
+        extra_summands=body.integer("extra_summands", 0, 2**20),
+        term_clip=None if body.optional("term_clip") is None else body.number("term_clip"),
+        noise_bound=body.integer("noise_bound", 0, 2**50),
     )
 
 
-class PublicContext:
+class _Encrypts:
+    """What both contexts offer a client: :meth:`encrypt` and :meth:`encrypt_term`.
+
+    A :class:`SecretContext` encrypts with the secret key where the scheme is
+    faster with it (CRT encryption for Paillier, seeded symmetric uploads for
+    CKKS and BFV); the results decrypt the same.
+    """
+
+    def _encryption(self) -> tuple[PublicContext, PublicBackend | SecretBackend]:
+        """The public context the updates are made under, and the backend that encrypts."""
+        raise NotImplementedError
+
+    def encrypt(
+        self,
+        tree: Any,
+        weight: int | float = 1,
+        *,
+        round_id: int | str | None = None,
+        rng: np.random.Generator | None = None,
+        workers: int = 1,
+        progress: bool = False,
+    ) -> EncryptedUpdate:
+        """Quantize and encrypt a tree of tensors.
+
+        Args:
+            tree: a torch tensor, numpy array, or list / tuple / dict nesting of them.
+            weight: integer sample count in ``[1, max_weight]``; it multiplies the
+                values before encryption and travels encrypted, so the aggregator
+                never learns it.
+            round_id: optional round the update belongs to.
+            rng: generator for stochastic rounding (default: seeded from the OS).
+            workers: processes to encrypt with (Paillier; results decode the same
+                for any number).
+            progress: show a progress bar (needs tqdm).
+
+        Values outside ``[-clip, clip]`` saturate; how many did is in
+        ``update.num_clipped`` (client side only). With distributed DP (``dp=`` in
+        :func:`generate`) the whole update is first scaled into the L2 ball of
+        radius ``dp.l2_clip`` and integer discrete Gaussian noise is added to the
+        quantized values before encryption.
+        """
+        pub, encryptor = self._encryption()
+        codec, dp = pub.codec, pub.dp
+        spec, flat = flatten(tree)
+        if spec.num_values == 0:
+            raise TreeError("the tree has no floating values to encrypt.")
+        w = _check_weight(weight, codec.max_weight)
+        round_id = check_round_id(round_id)
+        if dp is not None:
+            flat, _ = dp.clip_update(flat)
+        q, clipped = codec.raw_encode(flat, rng)
+        slots = np.empty(q.size + EXTRA_SLOTS, dtype=np.int64)
+        values = slots[: q.size]
+        np.multiply(q, w, out=values)
+        if dp is not None:
+            values += dp.sample_noise(q.size, codec.frac_bits)
+        slots[q.size :] = (w, 1)  # encrypted weight and count
+        cts = encryptor.raw_encrypt(slots, workers=_check_workers(workers), progress=progress)
+        return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.UPDATE, 1, spec, round_id,
+                               cts, pub.backend, num_clipped=clipped)
+
+    def encrypt_term(self, tree: Any, *, round_id: int | str | None = None) -> EncryptedUpdate:
+        """Encrypt a tensor to be *added* to an aggregate (a regulariser, a party's noise).
+
+        A term is added once, unweighted, to ``Σ wᵢ·xᵢ``; it counts against
+        ``max_terms``, not ``max_clients``, and does not change ``count`` or the
+        weight sum. Its values must lie within ``±term_clip`` (default ``clip``):
+        a term is never clipped, a larger value raises ``EncodingError``.
+        Add it with ``Aggregator.add_term``.
+        """
+        pub, encryptor = self._encryption()
+        if pub.codec.extra_summands == 0:
+            raise ConfigError("this context reserves no room for terms; pass max_terms to generate().")
+        spec, flat = flatten(tree)
+        if spec.num_values == 0:
+            raise TreeError("the tree has no floating values to encrypt.")
+        round_id = check_round_id(round_id)
+        slots = np.zeros(flat.size + EXTRA_SLOTS, dtype=np.int64)  # weight 0, count 0
+        slots[: flat.size] = pub.codec.raw_encode_term(flat)
+        cts = encryptor.raw_encrypt(slots, term=True)
+        return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.TERM, 0, spec, round_id,
+                               cts, pub.backend, terms=1)
+
+
+class PublicContext(_Encrypts):
     """What clients and the aggregator hold: encrypt and sum, never decrypt.
 
     Use :meth:`encrypt` on a client and :class:`secagg.Aggregator` on the server.
@@ -96,19 +183,18 @@ class PublicContext:
         """The public context itself (so any context has ``.public``)."""
         return self
 
-    def _encryptor(self) -> PublicBackend | SecretBackend:
-        return self.backend
+    def _encryption(self) -> tuple[PublicContext, PublicBackend | SecretBackend]:
+        return self, self.backend
 
     def precompute(self, count: int, *, workers: int = 1, progress: bool = False) -> None:
         """Precompute encryption randomness for ``count`` ciphertexts (Paillier).
 
         Run it between rounds: online encryption then costs one modular product
-        per ciphertext. The pool stays in this process and is never reused.
+        per ciphertext. The pool stays in this object and is never reused.
+        Schemes declare the capability (``"precompute" in backend.capabilities``);
+        the others raise ``ConfigError``.
         """
-        precompute = getattr(self.backend, "precompute", None)
-        if precompute is None:
-            raise ConfigError(f"the {self.scheme!r} scheme has no randomness to precompute.")
-        precompute(count, workers=_check_workers(workers), progress=progress)
+        self.backend.precompute(count, workers=_check_workers(workers), progress=progress)
 
     def epsilon(
         self, rounds: int, delta: float, *, dim: int,
@@ -151,76 +237,6 @@ class PublicContext:
         d.update(self.backend.describe())
         return d
 
-    # -- clients -------------------------------------------------------------
-    def encrypt(
-        self,
-        tree: Any,
-        weight: int | float = 1,
-        *,
-        round_id: int | str | None = None,
-        rng: np.random.Generator | None = None,
-        workers: int = 1,
-        progress: bool = False,
-    ) -> EncryptedUpdate:
-        """Quantize and encrypt a tree of tensors.
-
-        Args:
-            tree: a torch tensor, numpy array, or list / tuple / dict nesting of them.
-            weight: integer sample count in ``[1, max_weight]``; it multiplies the
-                values before encryption and travels encrypted, so the aggregator
-                never learns it.
-            round_id: optional round the update belongs to.
-            rng: generator for stochastic rounding (default: seeded from the OS).
-            workers: processes to encrypt with (Paillier; results decode the same
-                for any number).
-            progress: show a progress bar (needs tqdm).
-
-        Values outside ``[-clip, clip]`` saturate; how many did is in
-        ``update.num_clipped`` (client side only). With distributed DP (``dp=`` in
-        :func:`generate`) the whole update is first scaled into the L2 ball of
-        radius ``dp.l2_clip`` and integer discrete Gaussian noise is added to the
-        quantized values before encryption.
-        """
-        spec, flat = flatten(tree)
-        if spec.num_values == 0:
-            raise TreeError("the tree has no floating values to encrypt.")
-        w = _check_weight(weight, self.codec.max_weight)
-        round_id = check_round_id(round_id)
-        if self.dp is not None:
-            flat, _ = self.dp.clip_update(flat)
-        q, clipped = self.codec.raw_encode(flat, rng)
-        slots = np.empty(q.size + EXTRA_SLOTS, dtype=np.int64)
-        values = slots[: q.size]
-        np.multiply(q, w, out=values)
-        if self.dp is not None:
-            values += self.dp.sample_noise(q.size, self.codec.frac_bits)
-        slots[q.size :] = (w, 1)  # encrypted weight and count
-        cts = self._encryptor().raw_encrypt(slots, workers=_check_workers(workers),
-                                            progress=progress)
-        return EncryptedUpdate(self.scheme, self.fingerprint, Kind.UPDATE, 1, spec, round_id,
-                               cts, self, num_clipped=clipped)
-
-    def encrypt_term(self, tree: Any, *, round_id: int | str | None = None) -> EncryptedUpdate:
-        """Encrypt a tensor to be *added* to an aggregate (a regulariser, a party's noise).
-
-        A term is added once, unweighted, to ``Σ wᵢ·xᵢ``; it counts against
-        ``max_terms``, not ``max_clients``, and does not change ``count`` or the
-        weight sum. Its values must lie within ``±term_clip`` (default ``clip``):
-        a term is never clipped, a larger value raises ``EncodingError``.
-        Add it with ``Aggregator.add_term``.
-        """
-        if self.codec.extra_summands == 0:
-            raise ConfigError("this context reserves no room for terms; pass max_terms to generate().")
-        spec, flat = flatten(tree)
-        if spec.num_values == 0:
-            raise TreeError("the tree has no floating values to encrypt.")
-        round_id = check_round_id(round_id)
-        slots = np.zeros(flat.size + EXTRA_SLOTS, dtype=np.int64)  # weight 0, count 0
-        slots[: flat.size] = self.codec.raw_encode_term(flat)
-        cts = self._encryptor().raw_encrypt(slots, term=True)
-        return EncryptedUpdate(self.scheme, self.fingerprint, Kind.TERM, 0, spec, round_id,
-                               cts, self, terms=1)
-
     # -- bytes ---------------------------------------------------------------
     def _body(self) -> dict[str, Any]:
         return {
@@ -233,27 +249,27 @@ class PublicContext:
 
     def to_bytes(self) -> bytes:
         """Public material only: safe to send to clients and the aggregator."""
-        return seal(Kind.PUBLIC_CONTEXT, PublicContext._body(self))
+        return seal(Kind.PUBLIC_CONTEXT, self._body())
 
     @classmethod
     def _from_body(cls, body: Body, *, allow_insecure: bool = False) -> PublicContext:
-        scheme = body.str("scheme")
+        scheme = body.text("scheme")
         public_cls, _ = _scheme_or_format_error(scheme)
         try:
-            codec = _codec_from(body.map("codec"))
+            codec = _codec_from(body.section("codec"))
         except ConfigError as exc:
             raise FormatError(f"invalid codec parameters: {exc}") from None
-        min_clients = body.int("min_clients", 1, codec.max_clients)
+        min_clients = body.integer("min_clients", 1, codec.max_clients)
         dp = None
         if body.optional("dp") is not None:
-            dpb = body.map("dp")
+            dpb = body.section("dp")
             try:
-                dp = DistributedDP(dpb.float("l2_clip"), dpb.float("noise_multiplier"),
-                                   dpb.int("min_clients", 1, codec.max_clients))
+                dp = DistributedDP(dpb.number("l2_clip"), dpb.number("noise_multiplier"),
+                                   dpb.integer("min_clients", 1, codec.max_clients))
                 _check_dp(dp, codec, min_clients)
             except (ConfigError, ValueError, ArithmeticError) as exc:
                 raise FormatError(f"invalid DP parameters: {exc}") from None
-        backend = public_cls.from_material(body.map("backend"), codec)
+        backend = public_cls.from_material(body.section("backend"), codec)
         if backend.insecure and not allow_insecure:
             raise InsecureContextError(
                 "this context is marked as an insecure test context (e.g. a Paillier key below "
@@ -309,9 +325,26 @@ def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, min_clients: int
 
 def _scheme_or_format_error(scheme: str) -> tuple[type[PublicBackend], type[SecretBackend]]:
     try:
-        return scheme_classes(scheme)
+        return schemes.get(scheme).classes()
     except ConfigError:
         raise FormatError(f"payload names unknown scheme {scheme!r:.40}.") from None
+
+
+def public_only(context: object, what: str = "this") -> PublicContext:
+    """``context`` if it is a :class:`PublicContext`; a clear error for a secret one.
+
+    The one rule for everything that holds public material only (the
+    aggregator, a server-side strategy): a ``SecretContext`` is refused, never
+    silently stripped, so a secret cannot reach a server by accident.
+    """
+    if isinstance(context, SecretContext):
+        raise ConfigError(
+            f"{what} takes the public context only; pass ctx.public (or "
+            f"ctx.public.to_bytes()), never the secret context."
+        )
+    if not isinstance(context, PublicContext):
+        raise ConfigError(f"{what} needs a secagg.PublicContext. Found {type(context).__name__}.")
+    return context
 
 
 @dataclass(frozen=True)
@@ -328,30 +361,79 @@ class RawSum:
     terms: int
 
 
-class SecretContext(PublicContext):
-    """The key holder's context: everything a :class:`PublicContext` does, plus decryption.
+class _OfPublic(Generic[_T]):
+    """A read-only attribute of :class:`SecretContext` that is its public half's."""
 
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _OfPublic[_T]:
+        ...
+
+    @overload
+    def __get__(self, obj: SecretContext, owner: type | None = None) -> _T:
+        ...
+
+    def __get__(self, obj: SecretContext | None, owner: type | None = None) -> _T | _OfPublic[_T]:
+        if obj is None:
+            return self
+        value: _T = getattr(obj.public, self._name)
+        return value
+
+    def __set__(self, obj: SecretContext, value: _T) -> NoReturn:
+        raise AttributeError(f"property {self._name!r} of 'SecretContext' object has no setter")
+
+
+class SecretContext(_Encrypts):
+    """The key holder's context: the public half (``ctx.public``) plus the secret key.
+
+    It is not a :class:`PublicContext` (nothing that takes public material
+    accepts it), but it offers what a client holding a shared key needs
+    (:meth:`encrypt`, :meth:`encrypt_term`, :meth:`precompute`, and the public
+    attributes ``scheme``, ``codec``, ``fingerprint``, ``min_clients``, ``dp``)
+    and what the key holder needs (:meth:`decrypt`, :meth:`decrypt_raw`).
     Keep it away from the aggregator; share ``ctx.public.to_bytes()`` instead.
     """
 
     def __init__(
         self, secret: SecretBackend, *, min_clients: int = 2, dp: DistributedDP | None = None
     ) -> None:
-        super().__init__(secret.public, min_clients=min_clients, dp=dp)
+        self.public = PublicContext(secret.public, min_clients=min_clients, dp=dp)
         self.secret_backend = secret
-        self._public = PublicContext(secret.public, min_clients=min_clients, dp=dp)
 
-    @property
-    def public(self) -> PublicContext:
-        """The public half, holding no secret key."""
-        return self._public
-
-    def _encryptor(self) -> PublicBackend | SecretBackend:
-        return self.secret_backend  # CRT encryption where the scheme has it
+    # -- the public half's attributes (read-only) ----------------------------------
+    scheme: _OfPublic[str] = _OfPublic("The scheme's registered name.")
+    codec: _OfPublic[FixedPointCodec] = _OfPublic("The shared codec.")
+    backend: _OfPublic[PublicBackend] = _OfPublic("The public half's scheme backend.")
+    fingerprint: _OfPublic[bytes] = _OfPublic("16 bytes naming the public context.")
+    min_clients: _OfPublic[int] = _OfPublic("The smallest sum this key holder decrypts.")
+    dp: _OfPublic[DistributedDP | None] = _OfPublic("Distributed DP parameters, if any.")
 
     def __repr__(self) -> str:
-        return super().__repr__().replace("PublicContext(", "SecretContext(", 1)
+        return repr(self.public).replace("PublicContext(", "SecretContext(", 1)
 
+    def _encryption(self) -> tuple[PublicContext, PublicBackend | SecretBackend]:
+        return self.public, self.secret_backend
+
+    def describe(self) -> dict[str, Any]:
+        """The public half's parameters (see :meth:`PublicContext.describe`)."""
+        return self.public.describe()
+
+    # -- a client holding the shared key -----------------------------------------
+    def precompute(self, count: int, *, workers: int = 1, progress: bool = False) -> None:
+        """As :meth:`PublicContext.precompute`."""
+        self.public.precompute(count, workers=workers, progress=progress)
+
+    def epsilon(self, rounds: int, delta: float, *, dim: int,
+                reporting_clients: int | list[int] | None = None) -> float:
+        """As :meth:`PublicContext.epsilon`."""
+        return self.public.epsilon(rounds, delta, dim=dim, reporting_clients=reporting_clients)
+
+    # -- the key holder ------------------------------------------------------------
     def _check_total(self, total: EncryptedUpdate | bytes) -> EncryptedUpdate:
         if isinstance(total, (bytes, bytearray, memoryview)):
             total = EncryptedUpdate.from_bytes(bytes(total), self.public)
@@ -425,19 +507,19 @@ class SecretContext(PublicContext):
         """Secret and public material, for the key holder's own storage only."""
         return seal(
             Kind.SECRET_CONTEXT,
-            {"public": PublicContext._body(self), "secret": self.secret_backend.material()},
+            {"public": self.public._body(), "secret": self.secret_backend.material()},
         )
 
     def to_sealed_bytes(self, passphrase: str | bytes, *, scrypt_n: int | None = None) -> bytes:
         """:meth:`to_bytes` encrypted under a passphrase (scrypt + AES-256-GCM)."""
-        from .keystore import DEFAULT_SCRYPT_N, seal_secret
+        from secagg.keystore import DEFAULT_SCRYPT_N, seal_secret
 
         return seal_secret(self.to_bytes(), passphrase, n=scrypt_n or DEFAULT_SCRYPT_N)
 
     def save(self, path: Any, *, passphrase: str | bytes | None = None,
              overwrite: bool = False, scrypt_n: int | None = None) -> None:
         """Write the secret context to a new owner-only (0600) file, encrypted if a passphrase is given."""
-        from .keystore import write_private
+        from secagg.keystore import write_private
 
         data = self.to_bytes() if passphrase is None else self.to_sealed_bytes(
             passphrase, scrypt_n=scrypt_n)
@@ -458,16 +540,16 @@ class SecretContext(PublicContext):
         A context marked insecure (test keys) raises ``InsecureContextError``
         unless ``allow_insecure=True``.
         """
-        from .keystore import is_sealed, open_secret
+        from secagg.keystore import is_sealed, open_secret
 
         if is_sealed(data):
             if passphrase is None:
                 raise FormatError("this secret context is passphrase-encrypted; pass passphrase=.")
             data = open_secret(data, passphrase)
         _, body = open_payload(data, Kind.SECRET_CONTEXT)
-        public = PublicContext._from_body(body.map("public"), allow_insecure=allow_insecure)
-        _, secret_cls = scheme_classes(public.scheme)
-        secret = secret_cls.from_material(body.map("secret"), public.backend)
+        public = PublicContext._from_body(body.section("public"), allow_insecure=allow_insecure)
+        _, secret_cls = _scheme_or_format_error(public.scheme)
+        secret = secret_cls.from_material(body.section("secret"), public.backend)
         return cls(secret, min_clients=public.min_clients, dp=public.dp)
 
 
@@ -479,30 +561,22 @@ def generate(
     frac_bits: int = 16,
     max_weight: int = 1,
     min_clients: int = 2,
-    key_bits: int = 2048,
-    keypair: tuple[Any, Any] | None = None,
-    security: int = 128,
     rounding: Rounding = "nearest",
     max_terms: int = 0,
     term_clip: float | None = None,
     dp: DistributedDP | None = None,
-    randomness: str = "djn",
-    optimized_keys: bool = False,
-    insecure: bool = False,
+    **options: Any,
 ) -> SecretContext:
     """Make keys and parameters for one federation; returns the key holder's context.
 
     Args:
-        scheme: ``"paillier"``, ``"ckks"`` or ``"bfv"``.
+        scheme: a registered scheme (``secagg.schemes.available()``:
+            ``"paillier"``, ``"ckks"``, ``"bfv"``, and any plug-in).
         max_clients: most client updates one sum may hold (sizes the headroom).
         clip: values saturate at ``±clip``.
         frac_bits: fixed-point fractional bits (resolution ``2**-frac_bits``).
         max_weight: largest integer weight (sample count) per client.
         min_clients: smallest sum the key holder agrees to decrypt.
-        key_bits: Paillier modulus size (2048 or more).
-        keypair: Paillier only: a ``(phe.PaillierPublicKey, phe.PaillierPrivateKey)``
-            to use instead of generating one.
-        security: CKKS and BFV: 128, 192 or 256 bits.
         rounding: ``"nearest"`` or ``"stochastic"``.
         max_terms: how many tensors (plaintext or encrypted, see
             ``PublicContext.encrypt_term``) may be added to one aggregate.
@@ -511,19 +585,26 @@ def generate(
             clients clip their whole update in L2 and add integer discrete
             Gaussian noise before encrypting; the bit budget reserves the noise's
             range (overflow probability at most 2**-40). ``min_clients`` must be
-            at least ``dp.min_clients``.
-        randomness: Paillier only: ``"djn"`` (default; ``hs**a`` with a short
-            exponent from a fixed-base table) or ``"standard"`` (full ``r**n``).
-        optimized_keys: Paillier only: Ma-Han-Lei keys (ACSAC 2021), whose
-            ℓ-bit exponents make encryption and decryption several times faster;
-            still ordinary Paillier keys for ``phe``.
-        insecure: allow Paillier keys below 2048 bits, for tests only.
+            at least ``dp.min_clients`` and ``max_weight`` 1.
+        **options: the scheme's own options, validated by the scheme (an unknown
+            one is refused with an error naming the allowed ones):
+
+            - ``"paillier"``: ``key_bits`` (2048 or more; default 2048),
+              ``keypair`` (a ``(phe.PaillierPublicKey, phe.PaillierPrivateKey)``
+              to use instead of generating one), ``randomness`` (``"djn"``,
+              default: ``hs**a`` with a short exponent from a fixed-base table;
+              or ``"standard"``: full ``r**n``), ``optimized_keys`` (Ma–Han–Lei
+              keys, ACSAC 2021: ℓ-bit exponents, several times faster; still
+              ordinary Paillier keys for ``phe``), ``insecure`` (allow keys below
+              2048 bits, for tests only).
+            - ``"ckks"``, ``"bfv"``: ``security`` (128, 192 or 256 bits).
 
     Example::
 
         ctx = secagg.generate("paillier", max_clients=100, clip=1.0, frac_bits=16)
         blob = ctx.public.to_bytes()    # for clients and the aggregator
     """
+    entry = schemes.get(scheme)
     if dp is not None and not isinstance(dp, DistributedDP):
         raise ConfigError(f"dp must be a secagg.dp.DistributedDP. Found {type(dp).__name__}.")
     codec = FixedPointCodec(
@@ -536,61 +617,4 @@ def generate(
     ):
         raise ConfigError(f"min_clients must be in [1, max_clients={max_clients}]. Found {min_clients!r}.")
     _check_dp(dp, codec, min_clients)
-    if scheme == "paillier":
-        secret = _generate_paillier(codec, key_bits, keypair, insecure, randomness, optimized_keys)
-    elif scheme in ("ckks", "bfv"):
-        if keypair is not None or optimized_keys:
-            raise ConfigError("keypair and optimized_keys are for the 'paillier' scheme only.")
-        public_cls, secret_cls = scheme_classes(scheme)
-        public, secret_ctx = public_cls.generate(codec, security=security)  # type: ignore[attr-defined]
-        secret = secret_cls(secret_ctx, public)  # type: ignore[call-arg]
-    else:
-        scheme_classes(scheme)  # raises ConfigError naming the choices
-        raise ConfigError(f"unknown scheme {scheme!r}.")
-    return SecretContext(secret, min_clients=min_clients, dp=dp)
-
-
-def _generate_paillier(
-    codec: FixedPointCodec,
-    key_bits: int,
-    keypair: tuple[Any, Any] | None,
-    insecure: bool,
-    randomness: str,
-    optimized_keys: bool,
-) -> SecretBackend:
-    import phe
-
-    from .paillier import MIN_SECURE_KEY_BITS, RANDOMNESS, PaillierPublic, PaillierSecret
-    from .paillier_keys import djn_generator, generate_optimized_keypair
-
-    if randomness not in RANDOMNESS:
-        raise ConfigError(f"randomness must be one of {RANDOMNESS}. Found {randomness!r}.")
-    if optimized_keys and (keypair is not None or randomness != "djn"):
-        raise ConfigError("optimized_keys generates its own keys and needs randomness='djn'.")
-    if keypair is None:
-        if isinstance(key_bits, bool) or not isinstance(key_bits, int) or key_bits % 8:
-            raise ConfigError(f"key_bits must be a multiple of 8. Found {key_bits!r}.")
-        if key_bits < MIN_SECURE_KEY_BITS and not insecure:
-            raise ConfigError(
-                f"Paillier keys below {MIN_SECURE_KEY_BITS} bits are insecure (asked for "
-                f"{key_bits}); pass insecure=True only in tests."
-            )
-        if key_bits > 16384:
-            raise ConfigError(f"key_bits must be at most 16384. Found {key_bits}.")
-    small = None
-    hs = r_bits = None
-    if optimized_keys:
-        pk, sk, small, hs, r_bits = generate_optimized_keypair(key_bits)
-    elif keypair is not None:
-        if not (isinstance(keypair, tuple) and len(keypair) == 2):
-            raise ConfigError("keypair must be a (phe.PaillierPublicKey, phe.PaillierPrivateKey) tuple.")
-        pk, sk = keypair
-    else:
-        pk, sk = phe.generate_paillier_keypair(n_length=key_bits)
-    if randomness == "djn" and hs is None:
-        if not isinstance(pk, phe.PaillierPublicKey):
-            raise ConfigError(f"public key must be a phe.PaillierPublicKey. Found {type(pk).__name__}.")
-        hs = djn_generator(pk.n)
-    public = PaillierPublic(pk, codec, insecure=insecure, randomness=randomness, hs=hs,
-                            r_bits=r_bits)
-    return PaillierSecret(sk, public, small_factors=small)
+    return SecretContext(entry.make(codec, options), min_clients=min_clients, dp=dp)

@@ -19,6 +19,7 @@ Two rules keep errors from leaking what a decryption found:
 
 from __future__ import annotations
 
+from typing import Any
 
 __all__ = [
     "SecAggError",
@@ -81,50 +82,45 @@ PUBLIC_REASONS: dict[str, str] = {
 class SecAggError(Exception):
     """Base class of every error raised by secagg on bad input or misuse.
 
-    ``code`` is the key of its fixed public message in :data:`PUBLIC_REASONS`.
+    ``code`` is the key of its fixed public message in :data:`PUBLIC_REASONS`; a
+    subclass names its own in its header (``class E(SecAggError, code="SA-...")``)
+    or keeps its parent's.
     """
 
     code: str = "SA-INTERNAL"
 
+    def __init_subclass__(cls, *, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
-class ConfigError(SecAggError, ValueError):
+
+class ConfigError(SecAggError, ValueError, code="SA-CONFIG"):
     """Raised when parameters given to ``generate`` or a codec are out of range."""
-
-    code = "SA-CONFIG"
 
 
 class PlanningError(ConfigError):
     """Raised when no lattice parameter set can guarantee an exact decoded sum."""
 
 
-class EncodingError(SecAggError, ValueError):
+class EncodingError(SecAggError, ValueError, code="SA-ENCODE"):
     """Raised when a value cannot be quantized (NaN, inf, a non-floating leaf)."""
 
-    code = "SA-ENCODE"
 
-
-class TreeError(SecAggError, TypeError):
+class TreeError(SecAggError, TypeError, code="SA-TREE"):
     """Raised when a tensor tree has an unsupported container, key or leaf type."""
 
-    code = "SA-TREE"
 
-
-class TreeMismatchError(SecAggError, ValueError):
+class TreeMismatchError(SecAggError, ValueError, code="SA-TREE"):
     """Raised when an update's tree spec (structure, leaf names, shapes) differs."""
 
-    code = "SA-TREE"
 
-
-class WeightError(SecAggError, ValueError):
+class WeightError(SecAggError, ValueError, code="SA-ENCODE"):
     """Raised when a weight is not an integer in ``[1, max_weight]``."""
 
-    code = "SA-ENCODE"
 
-
-class FormatError(SecAggError, ValueError):
+class FormatError(SecAggError, ValueError, code="SA-FORMAT"):
     """Raised when bytes are not a well-formed secagg payload of the expected kind."""
-
-    code = "SA-FORMAT"
 
 
 class TruncatedPayloadError(FormatError):
@@ -147,43 +143,31 @@ class CiphertextError(FormatError):
     """Raised when a ciphertext is out of range or does not match the context."""
 
 
-class ContextMismatchError(SecAggError, ValueError):
+class ContextMismatchError(SecAggError, ValueError, code="SA-CONTEXT"):
     """Raised when a payload was made under another key, scheme or codec."""
 
-    code = "SA-CONTEXT"
 
-
-class RoundMismatchError(SecAggError, ValueError):
+class RoundMismatchError(SecAggError, ValueError, code="SA-ROUND"):
     """Raised when an update carries another round identifier than the aggregator's."""
 
-    code = "SA-ROUND"
 
-
-class ReplayError(SecAggError, ValueError):
+class ReplayError(SecAggError, ValueError, code="SA-REPLAY"):
     """Raised when the aggregator already summed this exact update."""
 
-    code = "SA-REPLAY"
 
-
-class CapacityError(SecAggError, OverflowError):
+class CapacityError(SecAggError, OverflowError, code="SA-CAPACITY"):
     """Raised when an update would take the sum past ``max_clients`` contributions."""
 
-    code = "SA-CAPACITY"
 
-
-class EmptyAggregateError(SecAggError, ValueError):
+class EmptyAggregateError(SecAggError, ValueError, code="SA-CLIENTS"):
     """Raised when ``result()`` is asked of an aggregator that summed nothing."""
 
-    code = "SA-CLIENTS"
 
-
-class InsufficientClientsError(SecAggError, ValueError):
+class InsufficientClientsError(SecAggError, ValueError, code="SA-CLIENTS"):
     """Raised when decrypting a sum of fewer than ``min_clients`` updates."""
 
-    code = "SA-CLIENTS"
 
-
-class DecryptionCheckError(SecAggError):
+class DecryptionCheckError(SecAggError, code="SA-REFUSED"):
     """Base of the errors raised after decrypting: the aggregate failed a consistency check.
 
     Treat the aggregate as hostile (a deviating server can craft one from a
@@ -191,8 +175,6 @@ class DecryptionCheckError(SecAggError):
     nothing else from its sender in the same round. The message never holds a
     decrypted quantity.
     """
-
-    code = "SA-REFUSED"
 
 
 class SumOverflowError(DecryptionCheckError, OverflowError):
@@ -207,10 +189,8 @@ class CountMismatchError(DecryptionCheckError, ValueError):
     """Raised when the encrypted count or weight sum contradicts the payload's header."""
 
 
-class AppFailedError(SecAggError, RuntimeError):
+class AppFailedError(SecAggError, RuntimeError, code="SA-APP"):
     """Stands for an exception of a user's function that ran on decrypted data (its text stays local)."""
-
-    code = "SA-APP"
 
 
 class AggregateRefusedError(SecAggError, ValueError):
@@ -225,10 +205,8 @@ class AggregateRefusedError(SecAggError, ValueError):
         super().__init__(public_reason(self))
 
 
-class MissingSecretKeyError(SecAggError, TypeError):
+class MissingSecretKeyError(SecAggError, TypeError, code="SA-CONFIG"):
     """Raised when an operation needs the secret key and only public material is held."""
-
-    code = "SA-CONFIG"
 
 
 def public_reason(exc: BaseException) -> str:

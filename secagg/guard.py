@@ -34,11 +34,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import AggregateRefusedError, ConfigError, DecryptionCheckError
+from secagg.errors import AggregateRefusedError, ConfigError, DecryptionCheckError
 
 __all__ = ["DecryptionGuard", "DEFAULT_MAX_REFUSALS"]
 
@@ -48,6 +48,12 @@ _KEEP = 64  # refused digests and locked rounds remembered (oldest dropped first
 
 T = TypeVar("T")
 _log = logging.getLogger("secagg")
+
+
+def _remember(items: list[T], new: Iterable[T]) -> None:
+    """Append what ``items`` lacks of ``new``, then keep the latest ``_KEEP``."""
+    items.extend(x for x in new if x not in items)
+    del items[:-_KEEP]
 
 
 class DecryptionGuard:
@@ -101,10 +107,8 @@ class DecryptionGuard:
     def record_refusal(self, digest: bytes, round_key: str) -> None:
         """Remember a hostile aggregate and lock its round."""
         self.refusals += 1
-        for items, item in ((self._refused, digest), (self._locked, round_key)):
-            if item not in items:
-                items.append(item)  # type: ignore[arg-type]
-                del items[:-_KEEP]
+        _remember(self._refused, [digest])
+        _remember(self._locked, [round_key])
         self._write()
         _log.warning(
             "secagg: refused an aggregate that failed a consistency check after decryption "
@@ -152,9 +156,8 @@ class DecryptionGuard:
             return
         # merge, never forget: the larger count and the union of what was refused
         self.refusals = max(self.refusals, refusals)
-        for items, new in ((self._refused, refused), (self._locked, locked)):
-            items.extend(x for x in new if x not in items)  # type: ignore[attr-defined]
-            del items[:-_KEEP]
+        _remember(self._refused, refused)
+        _remember(self._locked, locked)
 
     # -- a file, for a cap that outlives a run -----------------------------------
     def _read(self) -> None:

@@ -18,8 +18,8 @@ import os
 import secrets
 from pathlib import Path
 
-from .errors import ConfigError, FormatError, SecAggError
-from .wire import Kind, open_payload, peek_kind, seal
+from secagg.errors import ConfigError, FormatError, SecAggError
+from secagg.wire import Kind, open_payload, peek_kind, seal
 
 __all__ = ["seal_secret", "open_secret", "write_private", "WrongPassphraseError",
            "DEFAULT_SCRYPT_N"]
@@ -67,12 +67,12 @@ def open_secret(data: bytes, passphrase: str | bytes) -> bytes:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     _, body = open_payload(data, Kind.SEALED_SECRET)
-    body.str("kdf", choices=("scrypt",))
-    n, r, p = body.int("n", 2, 2**21), body.int("r", 1, 64), body.int("p", 1, 16)
+    body.text("kdf", choices=("scrypt",))
+    n, r, p = body.integer("n", 2, 2**21), body.integer("r", 1, 64), body.integer("p", 1, 16)
     if n & (n - 1) or n * r > _MAX_N_TIMES_R:
         raise FormatError(f"scrypt parameters out of range (n={n}, r={r}).")
-    salt, nonce = body.bytes("salt", size=16), body.bytes("nonce", size=12)
-    ciphertext = body.bytes("ciphertext", max_size=1 << 30)
+    salt, nonce = body.blob("salt", size=16), body.blob("nonce", size=12)
+    ciphertext = body.blob("ciphertext", max_size=1 << 30)
     params = {"kdf": "scrypt", "n": n, "r": r, "p": p, "salt": salt, "nonce": nonce}
     aad = repr(sorted(params.items())).encode()
     key = _derive(_passphrase_bytes(passphrase), salt, n, r, p)

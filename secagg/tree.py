@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .errors import EncodingError, FormatError, TreeError, TreeMismatchError
-from .wire import show
+from secagg.errors import EncodingError, FormatError, TreeError, TreeMismatchError
+from secagg.wire import show
 
 __all__ = ["LeafSpec", "TreeSpec", "flatten", "unflatten"]
 
@@ -72,7 +73,7 @@ class TreeSpec:
         """The leaves' names in flattening order."""
         return tuple(leaf.name for leaf in self.leaves)
 
-    def compat_key(self) -> tuple:
+    def compat_key(self) -> tuple[Any, ...]:
         """What two compatible specs share (computed once)."""
         key = self.__dict__.get("_compat_key")
         if key is None:
@@ -101,7 +102,7 @@ class TreeSpec:
         raise TreeMismatchError("tree structure (containers or None leaves) differs.")
 
     # -- plain data for the wire -----------------------------------------------
-    def to_obj(self) -> list:
+    def to_obj(self) -> list[Any]:
         """Plain nested lists for the wire format."""
         return [
             self.structure,
@@ -179,7 +180,7 @@ def _check_structure(node: Any, depth: int, out: list[int] | None = None) -> lis
 
 
 # -- flatten ---------------------------------------------------------------------
-def _torch():
+def _torch() -> ModuleType | None:
     """torch, if the process already imported it (a tensor cannot exist otherwise)."""
     return sys.modules.get("torch")
 
@@ -252,7 +253,8 @@ def _numpy_leaf(arr: np.ndarray, name: str) -> tuple[LeafSpec, np.ndarray]:
 
 
 def _torch_leaf(t: Any, name: str) -> tuple[LeafSpec, np.ndarray]:
-    torch = _torch()
+    import torch  # imported already: ``t`` is a tensor
+
     if not t.is_floating_point():
         raise EncodingError(
             f"leaf {name!r} has dtype {t.dtype}; only floating leaves are aggregated. "
@@ -300,7 +302,7 @@ def unflatten(spec: TreeSpec, flat: np.ndarray, *, device: Any = None) -> Any:
         chunk = flat[offsets[i] : offsets[i + 1]].reshape(leaf.shape)
         built.append(_make_leaf(leaf, chunk, device))
 
-    def build(node: list) -> Any:
+    def build(node: list[Any]) -> Any:
         tag = node[0]
         if tag == "none":
             return None

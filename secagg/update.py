@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .errors import ContextMismatchError, FormatError
-from .tree import TreeSpec
-from .wire import Kind, open_payload, seal, show
+from secagg.codec import FixedPointCodec
+from secagg.errors import ContextMismatchError, FormatError
+from secagg.schemes.base import PublicBackend
+from secagg.tree import TreeSpec
+from secagg.wire import Kind, open_payload, seal, show
 
-if TYPE_CHECKING:
-    from .context import PublicContext
+
+class _Public(Protocol):
+    """What loading an update needs of a public context."""
+
+    scheme: str
+    fingerprint: bytes
+    codec: FixedPointCodec
+    backend: PublicBackend
 
 __all__ = ["EncryptedUpdate", "RoundId"]
 
@@ -24,7 +32,7 @@ _MAX_ROUND_STR = 128
 def check_round_id(round_id: object) -> RoundId:
     """Validate a round identifier: ``None``, a non-negative int or a short string."""
     if round_id is None or (type(round_id) is int and 0 <= round_id < 2**63):
-        return round_id  # type: ignore[return-value]
+        return round_id
     if isinstance(round_id, str) and len(round_id) <= _MAX_ROUND_STR:
         return round_id
     raise FormatError(
@@ -58,11 +66,11 @@ class EncryptedUpdate:
     count: int
     spec: TreeSpec
     round_id: RoundId
-    ciphertexts: list = field(repr=False)
-    public: PublicContext = field(repr=False)
+    ciphertexts: list[Any] = field(repr=False)
+    backend: PublicBackend = field(repr=False)
     terms: int = 0
     num_clipped: int = 0
-    _digest: list = field(default_factory=list, repr=False)  # lazily cached wire digest
+    _digest: list[bytes] = field(default_factory=list, repr=False)  # lazily cached wire digest
 
     @property
     def num_slots(self) -> int:
@@ -71,7 +79,7 @@ class EncryptedUpdate:
 
     def to_bytes(self) -> bytes:
         """Serialize as a versioned, self-describing payload (see :mod:`secagg.wire`)."""
-        backend = self.public.backend
+        backend = self.backend
         data = seal(
             self.kind,
             {
@@ -96,46 +104,46 @@ class EncryptedUpdate:
         return self._digest[0]
 
     @classmethod
-    def from_bytes(cls, data: bytes, public: PublicContext) -> EncryptedUpdate:
+    def from_bytes(cls, data: bytes, public: _Public) -> EncryptedUpdate:
         """Load and fully validate an update, aggregate or term made under ``public``.
 
         Raises a ``FormatError`` subclass for malformed, truncated or corrupted
         bytes and ``ContextMismatchError`` for another scheme, key or codec.
         """
         kind, body = open_payload(data, Kind.UPDATE, Kind.AGGREGATE, Kind.TERM)
-        scheme = body.str("scheme")
+        scheme = body.text("scheme")
         if scheme != public.scheme:
             raise ContextMismatchError(
                 f"update was made for scheme {scheme!r:.40}, this context is {public.scheme!r}."
             )
-        fp = body.bytes("fingerprint", size=16)
+        fp = body.blob("fingerprint", size=16)
         if fp != public.fingerprint:
             raise ContextMismatchError(
                 f"update was made under another key or codec (fingerprint {fp.hex()}, "
                 f"expected {public.fingerprint.hex()})."
             )
         codec = public.codec
-        count = body.int("count", 1, codec.max_clients) if kind != Kind.TERM else body.int(
+        count = body.integer("count", 1, codec.max_clients) if kind != Kind.TERM else body.integer(
             "count", 0, 0
         )
         if kind == Kind.UPDATE and count != 1:
             raise FormatError(f"a client update must have count 1; found {count}.")
-        terms = body.int("terms", 0, codec.extra_summands)
+        terms = body.integer("terms", 0, codec.extra_summands)
         if kind == Kind.TERM and terms != 1:
             raise FormatError(f"a term payload must have terms 1; found {terms}.")
         if kind == Kind.UPDATE and terms != 0:
             raise FormatError(f"a client update must have terms 0; found {terms}.")
         round_id = check_round_id(body.optional("round"))
-        n_values = body.int("values", 1, 2**40)
+        n_values = body.integer("values", 1, 2**40)
         n_slots = n_values + EXTRA_SLOTS
-        public.backend.precheck(body.any("ciphertexts"), n_slots)  # before parsing the spec
-        spec = TreeSpec.from_obj(body.any("spec"))
+        public.backend.precheck(body.value("ciphertexts"), n_slots)  # before parsing the spec
+        spec = TreeSpec.from_obj(body.value("spec"))
         if n_values != spec.num_values:
             raise FormatError(
                 f"payload announces {n_values} values but its tree spec holds {spec.num_values}."
             )
-        cts = public.backend.ciphertexts_from_wire(body.any("ciphertexts"), n_slots)
-        return cls(scheme, fp, kind, count, spec, round_id, cts, public, terms,
+        cts = public.backend.ciphertexts_from_wire(body.value("ciphertexts"), n_slots)
+        return cls(scheme, fp, kind, count, spec, round_id, cts, public.backend, terms,
                    _digest=[bytes(data[-16:])])
 
     def describe(self) -> dict[str, Any]:

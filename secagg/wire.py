@@ -26,7 +26,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import (
+from secagg.errors import (
     CorruptPayloadError,
     FormatError,
     TruncatedPayloadError,
@@ -64,14 +64,14 @@ def show(value: object, limit: int = 40) -> str:
     return text[:limit]
 
 
-def digest(data: bytes) -> bytes:
+def digest(data: bytes | memoryview) -> bytes:
     """The 16-byte BLAKE2b digest used for payload integrity and replay detection."""
     return hashlib.blake2b(data, digest_size=_DIGEST_SIZE).digest()
 
 
 def seal(kind: Kind, body: dict[str, Any]) -> bytes:
     """Serialize ``body`` as a payload of ``kind``."""
-    packed = msgpack.packb(body, use_bin_type=True)
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
     head = _HEADER.pack(MAGIC, VERSION, int(kind), len(packed)) + packed
     return head + digest(head)
 
@@ -96,7 +96,7 @@ def peek_kind(data: bytes) -> Kind:
         raise FormatError(f"unknown payload kind {kind}.") from None
 
 
-def open_payload(data: bytes, *expected: Kind) -> tuple[Kind, "Body"]:
+def open_payload(data: bytes, *expected: Kind) -> tuple[Kind, Body]:
     """Check the envelope of ``data`` and decode its body.
 
     Raises a ``FormatError`` subclass for wrong magic, version or kind,
@@ -152,7 +152,7 @@ class Body:
             raise FormatError(f"{self._what} payload lacks the field {name!r}.")
         return self._fields[name]
 
-    def str(self, name: str, *, choices: tuple[str, ...] | None = None) -> str:
+    def text(self, name: str, *, choices: tuple[str, ...] | None = None) -> str:
         """A string field, optionally one of ``choices``."""
         value = self._get(name)
         if not isinstance(value, str) or len(value) > 256:
@@ -163,7 +163,7 @@ class Body:
             )
         return value
 
-    def int(self, name: str, lo: int, hi: int) -> int:
+    def integer(self, name: str, lo: int, hi: int) -> int:
         """An integer field in ``[lo, hi]``."""
         value = self._get(name)
         if type(value) is not int or not lo <= value <= hi:
@@ -173,14 +173,14 @@ class Body:
             )
         return value
 
-    def float(self, name: str) -> float:
+    def number(self, name: str) -> float:
         """A float field."""
         value = self._get(name)
         if type(value) not in (float, int):
             raise FormatError(f"{self._what} field {name!r} must be a number.")
         return float(value)
 
-    def bytes(self, name: str, *, size: int | None = None, max_size: int | None = None) -> bytes:
+    def blob(self, name: str, *, size: int | None = None, max_size: int | None = None) -> bytes:
         """A byte-string field of an exact or bounded size."""
         value = self._get(name)
         if not isinstance(value, bytes):
@@ -193,14 +193,14 @@ class Body:
             raise FormatError(f"{self._what} field {name!r} exceeds {max_size} bytes.")
         return value
 
-    def map(self, name: str) -> "Body":
+    def section(self, name: str) -> Body:
         """A nested map field."""
         value = self._get(name)
         if not isinstance(value, dict):
             raise FormatError(f"{self._what} field {name!r} must be a map.")
         return Body(value, f"{self._what}.{name}")
 
-    def list(self, name: str, *, max_len: int) -> list:
+    def items(self, name: str, *, max_len: int) -> list[Any]:
         """A list field of at most ``max_len`` items."""
         value = self._get(name)
         if not isinstance(value, list) or len(value) > max_len:
@@ -209,7 +209,7 @@ class Body:
             )
         return value
 
-    def any(self, name: str) -> Any:
+    def value(self, name: str) -> Any:
         """A field of any type (validated by the caller)."""
         return self._get(name)
 

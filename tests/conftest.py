@@ -1,5 +1,9 @@
 """Shared fixtures: hypothesis profiles, session-scoped keys, a `scheme` fixture.
 
+The schemes come from the registry (``tests.helpers.SCHEMES``). ``task_identity``
+is shared by the Flower tests (``tests/integrations``, ``tests/adversary``); it
+imports flwr only when used.
+
 Profiles: ``default`` (the CI run, about 100 examples a property), ``dev`` (quick
 iteration), ``nightly`` (thorough); pick one with ``SECAGG_HYPOTHESIS_PROFILE=nightly``.
 """
@@ -47,3 +51,14 @@ def ctx(contexts, scheme) -> secagg.SecretContext:
 @pytest.fixture
 def pub(ctx) -> secagg.PublicContext:
     return secagg.PublicContext.from_bytes(ctx.public.to_bytes(), allow_insecure=True)
+
+
+@pytest.fixture
+def task_identity():
+    """Flower messages built outside a running ServerApp need a task identity."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved

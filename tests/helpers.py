@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import secagg
+from secagg import schemes
 
-# One codec for both schemes so that their results can be compared bit for bit.
+# One codec for every scheme so that their results can be compared bit for bit.
 CODEC = dict(max_clients=6, clip=1.0, frac_bits=16, max_weight=4, min_clients=2)
-SCHEMES = ["paillier", "ckks", "bfv"]
+
+# The registered schemes, read once when the tests are collected: the built-ins
+# (and any installed plug-in), never a throwaway scheme a test registers later.
+SCHEMES: tuple[str, ...] = tuple(schemes.available())
+
+# Options that make a scheme's keys small and fast; a scheme takes them when it
+# declares both (Paillier: 512-bit keys, marked insecure, for tests only).
+SMALL_KEYS = dict(key_bits=512, insecure=True)
+
+
+def small_key_options(scheme: str) -> dict:
+    """``SMALL_KEYS`` if ``scheme``'s registered options include them, else nothing."""
+    return dict(SMALL_KEYS) if set(SMALL_KEYS) <= schemes.get(scheme).options else {}
 
 
 def make_context(scheme: str, **overrides) -> secagg.SecretContext:
-    """A small, fast context (512-bit Paillier keys are for tests only)."""
-    params = dict(CODEC)
+    """A small, fast context (small keys are for tests only)."""
+    params = {**CODEC, **small_key_options(scheme)}
     params.update(overrides)
-    if scheme == "paillier":
-        params.setdefault("key_bits", 512)
-        params.setdefault("insecure", True)
     return secagg.generate(scheme, **params)
-
 
 
 def snapshot(agg: secagg.Aggregator) -> tuple:
@@ -36,5 +45,5 @@ def unrounded_ckks(secret, cts):
     for c in cts:
         pt = sa.Plaintext()
         secret._decryptor.decrypt(c.ct, pt)
-        out.append(np.asarray(secret.public._encoder.decode_double(pt)))
+        out.append(np.asarray(secret.public.encoder.decode_double(pt)))
     return np.concatenate(out)

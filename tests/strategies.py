@@ -41,10 +41,11 @@ def codecs(draw) -> secagg.FixedPointCodec:
 
 
 @st.composite
-def client_batches(draw, *, max_clients: int, max_weight: int, clip: float = 1.0):
-    """A shape and, for 1..max_clients clients, an array of that shape and a weight."""
+def client_batches(draw, *, max_clients: int, max_weight: int, clip: float = 1.0,
+                   min_clients: int = 1):
+    """A shape and, for min_clients..max_clients clients, an array of that shape and a weight."""
     shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=12))
-    k = draw(st.integers(1, max_clients))
+    k = draw(st.integers(min_clients, max_clients))
     xs = [draw(hnp.arrays(np.float64, shape, elements=floats_around(clip))) for _ in range(k)]
     ws = [draw(st.integers(1, max_weight)) for _ in range(k)]
     return xs, ws

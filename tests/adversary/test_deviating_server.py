@@ -23,13 +23,13 @@ import secagg
 from secagg.errors import PUBLIC_REASONS, SUM_OUT_OF_RANGE, public_reason
 from secagg.update import EXTRA_SLOTS, EncryptedUpdate
 from secagg.wire import Kind
-from tests.helpers import make_context
+from tests.helpers import SCHEMES, make_context
 
 TREE = {"w": np.linspace(-0.5, 0.5, 12), "b": np.full(3, 0.25)}
 FIXED_REPLIES = {f"secagg_mod {code}: {text}" for code, text in PUBLIC_REASONS.items()}
 
 
-@pytest.fixture(scope="module", params=["paillier", "ckks", "bfv"])
+@pytest.fixture(scope="module", params=SCHEMES)
 def sctx(request) -> secagg.SecretContext:
     return make_context(request.param, max_clients=6, max_weight=4, min_clients=2)
 
@@ -56,7 +56,7 @@ def forge(pub, victim: bytes, extra: list | None = None, *, count: int = 2,
     if extra is not None:
         cts = pub.backend.raw_add(cts, extra)
     return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.AGGREGATE, count, upd.spec,
-                           upd.round_id, cts, pub).to_bytes()
+                           upd.round_id, cts, pub.backend).to_bytes()
 
 
 def out_of_range(pub, n: int) -> np.ndarray:
@@ -183,25 +183,21 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from flwr.app import ArrayRecord, ConfigRecord  # noqa: E402
 
-from secagg import flower as sf  # noqa: E402
-from tests.test_flower import (  # noqa: E402,F401  (task_identity is a fixture)
-    CODEC,
+from secagg.integrations import flower as sf  # noqa: E402
+from tests.integrations.flower_helpers import (  # noqa: E402
     INIT,
     NODES,
     FakeGrid,
     deliver,
+    flower_context,
     make_app,
-    task_identity,
     train_round,
 )
 
 
-@pytest.fixture(scope="module", params=["paillier", "ckks", "bfv"])
+@pytest.fixture(scope="module", params=SCHEMES)
 def fctx(request) -> secagg.SecretContext:
-    kw = dict(CODEC)
-    if request.param == "paillier":
-        kw.update(key_bits=512, insecure=True)
-    return secagg.generate(request.param, **kw)
+    return flower_context(request.param)
 
 
 class Server:
@@ -292,8 +288,10 @@ def test_every_reply_is_a_fixed_code(fctx, task_identity, junk, mode):
         data = server.victim  # an update-kind payload sent as the global model
     else:
         data = junk
-    for reply in server.send(data, 7, mode):
-        assert reply is None or reply in FIXED_REPLIES
+    replies = server.send(data, 7, mode)
+    assert len(replies) == len(NODES)
+    for reply in replies:  # never accepted (None), always refused with one fixed line
+        assert reply in FIXED_REPLIES
 
 
 _SERVERS: dict[bytes, Server] = {}
@@ -329,8 +327,8 @@ def test_key_holder_answers_and_server_logs_hold_fixed_texts(fctx, task_identity
     strategy = sf.SecAggFedAvg(fctx.public.to_bytes(), key_holder=holder, allow_insecure=True,
                                min_train_nodes=len(NODES), min_available_nodes=len(NODES))
     caplog.set_level(logging.INFO, logger="flwr")
-    replies, (arrays, _) = train_round(strategy, make_app(fctx.public.to_bytes()), 2,
-                                       ArrayRecord(INIT))
+    _, (arrays, _) = train_round(strategy, make_app(fctx.public.to_bytes()), 2,
+                                 ArrayRecord(INIT))
     assert arrays is not None  # an honest round still decrypts
     flwr_lines = [r.getMessage() for r in caplog.records if r.name == "flwr"]
     assert not any("Traceback" in line for line in flwr_lines)
@@ -339,11 +337,18 @@ def test_key_holder_answers_and_server_logs_hold_fixed_texts(fctx, task_identity
 def test_a_lattice_key_holder_must_be_told_it_trusts_the_server(fctx):
     """A key holder decrypting server-assembled CKKS/BFV ciphertexts would leak its key."""
     if fctx.public.backend.oracle_safe_key:
-        assert sf.KeyHolder(fctx, allow_insecure=True) is not None  # Paillier
-        return
-    with pytest.raises(secagg.ConfigError, match="secret key"):
-        sf.KeyHolder(fctx.to_bytes(), allow_insecure=True)
-    assert sf.KeyHolder(fctx, allow_unverified_lattice=True) is not None
+        holder = sf.KeyHolder(fctx, allow_insecure=True)  # Paillier: no opt-in needed
+    else:
+        with pytest.raises(secagg.ConfigError, match="secret key"):
+            sf.KeyHolder(fctx.to_bytes(), allow_insecure=True)
+        holder = sf.KeyHolder(fctx, allow_unverified_lattice=True)
+    # the holder it made works: it decrypts an honest aggregate to the weighted mean
+    pub = fctx.public
+    agg = secagg.Aggregator(pub)
+    for value, weight in ((0.25, 1), (1.0, 3)):
+        agg.add(pub.encrypt({"w": np.full(3, value)}, weight=weight))
+    mean = holder(agg.result().to_bytes())
+    np.testing.assert_allclose(mean["w"], 0.8125, atol=pub.codec.error_bound)
 
 
 def test_metrics_can_be_kept_on_the_node(fctx, task_identity):

@@ -1,0 +1,331 @@
+"""The Flower client mod: decrypts the global model, encrypts the trained one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from secagg.context import PublicContext, SecretContext
+from secagg.errors import (
+    AppFailedError,
+    ConfigError,
+    ContextMismatchError,
+    MissingSecretKeyError,
+    SecAggError,
+    public_reason,
+)
+from secagg.guard import DEFAULT_MAX_REFUSALS, DecryptionGuard
+from secagg.integrations.flower.keys import AnyContext, _decrypt_cached, _load_context
+from secagg.integrations.flower.records import (
+    _SERVER_ROUND,
+    FINGERPRINT_KEY,
+    PAYLOAD_KEY,
+    RECORD_KEY,
+    REDUCE_KEY,
+    REDUCES,
+    _arrays_to_tree,
+    _config_value,
+    _tree_to_arrays,
+    aggregate_from_arrays,
+)
+from secagg.wire import peek_kind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flwr.app import Context, Message, RecordDict
+
+__all__ = ["SecAggMod", "secagg_mod", "GUARD_STATE_KEY"]
+
+_log = logging.getLogger("flwr")  # Flower's own logger, so messages appear in its log
+_node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
+
+#: the ConfigRecord in a node's ``Context.state`` that keeps its decryption guard
+GUARD_STATE_KEY = "secagg-guard"
+
+#: a context's bytes, or a function of the node's Flower ``Context`` returning them
+ContextSource = bytes | bytearray | memoryview | Callable[["Context"], Any]
+
+
+class _ModError(SecAggError, code="SA-CONFIG"):
+    """The node's own set-up or its train function is wrong: the details stay local."""
+
+
+class SecAggMod:
+    """A Flower client mod that decrypts the global model and encrypts the trained one.
+
+    Use :func:`secagg_mod` to make one. On ``train`` and ``evaluate`` messages
+    it replaces an encrypted global model (an ArrayRecord made by
+    :func:`aggregate_to_arrays`) by the decrypted weights before the wrapped
+    function runs. A ``train`` reply must hold exactly one ArrayRecord (the
+    trained model, floating arrays) and, for sample-weighted FedAvg, one
+    MetricRecord with ``num-examples``; the mod encrypts the weights with
+    ``weight=num-examples`` (capped at the context's ``max_weight``, with a
+    warning) and the round id, and replies with the payload's bytes in
+    ConfigRecord ``"secagg"`` instead of the ArrayRecord. In every reply it
+    sets ``num-examples`` to 1, so no sample count is sent in clear (other
+    metrics are sent as the function returns them, in clear).
+
+    Anything wrong (another key, a corrupted aggregate, a missing record) is
+    answered with a Flower error reply (``MOD_FAILED_PRECONDITION``), which the
+    server counts as a failure. Exceptions of the wrapped train/evaluate
+    functions are answered with a fixed text too (they ran on decrypted data);
+    their details are in the node's own log. Other message types pass through
+    untouched.
+
+    Args:
+        context: the bytes of the shared secret context (cross-silo: the node
+            decrypts the global model itself) or of the public context (a key
+            holder decrypts on the server's behalf); or a function of the
+            node's Flower ``Context`` returning such bytes (or a loaded context),
+            e.g. ``lambda c: open(c.node_config["secagg-key"], "rb").read()``.
+            Bytes are shipped with the ClientApp; loaded contexts are cached per
+            worker process.
+        weighted_by_key: the MetricRecord key holding the sample count.
+        allow_insecure: accept an insecure test context (small Paillier keys).
+        max_refusals: aggregates refused (failed consistency checks after
+            decryption) after which the node decrypts nothing more; see
+            :class:`secagg.guard.DecryptionGuard`.
+        guard_path: a file prefix where the node keeps its refusal count (one
+            file per key), so that ``max_refusals`` holds across runs and
+            restarts; without it the count lives in the run's ``Context.state``.
+        send_metrics: ``False`` replaces every metric in train and evaluate
+            replies by ``num-examples = 1``: metrics computed on a decrypted
+            model are a channel to the server (SECURITY.md).
+    """
+
+    def __init__(
+        self,
+        context: ContextSource,
+        *,
+        weighted_by_key: str = "num-examples",
+        allow_insecure: bool = False,
+        max_refusals: int | None = DEFAULT_MAX_REFUSALS,
+        guard_path: str | None = None,
+        send_metrics: bool = True,
+    ) -> None:
+        DecryptionGuard(max_refusals)  # validates it
+        if not isinstance(send_metrics, bool):
+            raise ConfigError(f"send_metrics must be True or False. Found {send_metrics!r}.")
+        if isinstance(context, (bytearray, memoryview)):
+            context = bytes(context)
+        if isinstance(context, (PublicContext, SecretContext)):
+            raise ConfigError(
+                "pass the context's bytes (ctx.to_bytes() or ctx.public.to_bytes()) or a "
+                "function returning them: Flower ships the ClientApp to its workers by pickling."
+            )
+        if not isinstance(context, bytes) and not callable(context):
+            raise ConfigError(
+                f"context must be bytes or a function of the node's Context. Found "
+                f"{type(context).__name__}."
+            )
+        if isinstance(context, bytes):
+            peek_kind(context)  # fail early on garbage
+        self._source = context
+        self.weighted_by_key = weighted_by_key
+        self.allow_insecure = allow_insecure
+        self.max_refusals = max_refusals
+        self.guard_path = guard_path
+        self.send_metrics = send_metrics
+        # guards of the nodes this mod serves, for Contexts whose state does not persist
+        self._guards: dict[tuple[int, bytes], DecryptionGuard] = {}
+
+    def __repr__(self) -> str:
+        return f"SecAggMod(weighted_by_key={self.weighted_by_key!r})"
+
+    # -- helpers -------------------------------------------------------------
+    def _context(self, node_context: Context) -> AnyContext:
+        source = self._source
+        if callable(source):
+            source = source(node_context)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            ctx = _load_context(bytes(source), allow_insecure=self.allow_insecure)
+        elif isinstance(source, (PublicContext, SecretContext)):
+            ctx = source
+        else:
+            raise _ModError(f"the context function returned a {type(source).__name__}.")
+        if ctx.public.backend.insecure and not self.allow_insecure:
+            raise _ModError(
+                "the secagg context is an insecure test context (Paillier key below 2048 "
+                "bits); refusing it. Pass allow_insecure=True in tests only."
+            )
+        return ctx
+
+    @staticmethod
+    def _error(msg: Message, exc: BaseException | None, *, app: bool = False,
+               reason: str | None = "") -> Message:
+        """An error reply with a fixed code and text; the details stay in the node's log.
+
+        ``app``: the user's train/evaluate function failed (it ran on decrypted
+        data, so its exception text stays local too).
+        """
+        from flwr.app import Error, Message
+        from flwr.common.constant import ErrorCode
+
+        # Local only (the node's own log, not Flower's): no decrypted quantity in any case.
+        if exc is not None:
+            _node_log.warning("secagg_mod: %s: %s", type(exc).__name__, exc)
+        else:
+            _node_log.warning("secagg_mod: the app replied with an error: %s", reason)
+        if app:
+            return Message(
+                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                      reason=f"secagg_mod {public_reason(AppFailedError())}"),
+                reply_to=msg,
+            )
+        return Message(
+            Error(code=ErrorCode.MOD_FAILED_PRECONDITION,
+                  reason=f"secagg_mod {public_reason(exc or SecAggError())}"),
+            reply_to=msg,
+        )
+
+    def _guard(self, node_context: Context, ctx: AnyContext) -> DecryptionGuard:
+        """This node's guard: from its Context's state if kept there, else this process's."""
+        key = (int(getattr(node_context, "node_id", 0) or 0), ctx.fingerprint)
+        guard = self._guards.get(key)
+        if guard is None:
+            path = None if self.guard_path is None else (
+                f"{self.guard_path}.{ctx.fingerprint.hex()[:16]}")
+            guard = self._guards[key] = DecryptionGuard(self.max_refusals, path=path)
+        state = getattr(node_context, "state", None)
+        if state is not None and GUARD_STATE_KEY in state.config_records:
+            guard.load_state(state.config_records[GUARD_STATE_KEY])
+        return guard
+
+    @staticmethod
+    def _keep_guard(node_context: Context, guard: DecryptionGuard) -> None:
+        from flwr.app import ConfigRecord
+
+        state = getattr(node_context, "state", None)
+        if state is not None:
+            state[GUARD_STATE_KEY] = ConfigRecord(guard.to_state())
+
+    def _hide_counts(self, content: RecordDict) -> RecordDict:
+        from flwr.app import MetricRecord, RecordDict
+
+        out = RecordDict()
+        for key, record in content.items():
+            if isinstance(record, MetricRecord) and not self.send_metrics:
+                # metrics computed on a decrypted (possibly crafted) model are an oracle
+                record = MetricRecord({self.weighted_by_key: 1})
+            elif isinstance(record, MetricRecord) and self.weighted_by_key in record:
+                record = MetricRecord({**dict(record), self.weighted_by_key: 1})
+            out[key] = record
+        return out
+
+    def _decrypt_incoming(self, msg: Message, ctx: AnyContext, node_context: Context) -> None:
+        from flwr.app import RecordDict
+
+        content = msg.content
+        round_key = str(_config_value(content, _SERVER_ROUND))[:64]
+        replaced = {}
+        for key, record in content.array_records.items():
+            data = aggregate_from_arrays(record)
+            if data is None:
+                continue
+            if not isinstance(ctx, SecretContext):
+                raise MissingSecretKeyError(
+                    "received an encrypted global model but this node holds only the public "
+                    "context; give it the shared secret context, or use a key holder on the "
+                    "server (SecAggFedAvg(key_holder=...))."
+                )
+            guard = self._guard(node_context, ctx)
+            try:
+                tree = _decrypt_cached(ctx, data, guard, round_key)
+            finally:
+                self._keep_guard(node_context, guard)
+            replaced[key] = _tree_to_arrays(tree)
+        if replaced:
+            # a new RecordDict: the incoming one may be shared with other messages
+            msg.content = RecordDict({k: replaced.get(k, v) for k, v in content.items()})
+
+    def _encrypt_reply(self, msg: Message, reply: Message, ctx: AnyContext) -> Message:
+        from flwr.app import ConfigRecord
+
+        content = reply.content
+        arrays = content.array_records
+        if len(arrays) != 1:
+            raise _ModError(
+                f"a train reply must hold exactly one ArrayRecord (the trained model); "
+                f"found {len(arrays)}."
+            )
+        if RECORD_KEY in content:
+            raise _ModError(f"the train reply already has a record named {RECORD_KEY!r}.")
+        (array_key, record), = arrays.items()
+        reduce = _config_value(msg.content, REDUCE_KEY) or "weighted_mean"
+        if reduce not in REDUCES:
+            raise _ModError(f"unknown {REDUCE_KEY} {reduce!r}; expected one of {REDUCES}.")
+        weight = 1
+        # Under distributed DP every update has weight 1: the noise is calibrated for that.
+        if reduce == "weighted_mean" and ctx.dp is None:
+            counts = [m[self.weighted_by_key] for m in content.metric_records.values()
+                      if self.weighted_by_key in m]
+            if len(counts) != 1:
+                raise _ModError(
+                    f"sample-weighted FedAvg needs one MetricRecord with "
+                    f"{self.weighted_by_key!r} in the train reply; found {len(counts)}."
+                )
+            n = counts[0]
+            if isinstance(n, float) and n.is_integer():
+                n = int(n)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise _ModError(f"{self.weighted_by_key!r} must be a positive integer; got {n!r}.")
+            weight = min(n, ctx.codec.max_weight)
+            if weight < n:
+                _log.warning(
+                    "secagg_mod: %s=%d exceeds the context's max_weight=%d; the update is "
+                    "weighted by %d.", self.weighted_by_key, n, ctx.codec.max_weight, weight,
+                )
+        server_round = _config_value(msg.content, _SERVER_ROUND)
+        update = ctx.encrypt(_arrays_to_tree(record), weight=weight, round_id=server_round)
+        if update.num_clipped:
+            _log.warning(
+                "secagg_mod: %d value(s) exceeded clip=%s and were clipped; raise clip in "
+                "secagg.generate() so that it covers the model's weights.",
+                update.num_clipped, ctx.codec.clip,
+            )
+        payload = update.to_bytes()
+        out = self._hide_counts(content)
+        del out[array_key]
+        out[RECORD_KEY] = ConfigRecord({PAYLOAD_KEY: payload})
+        reply.content = out
+        return reply
+
+    # -- the mod -------------------------------------------------------------
+    def __call__(self, msg: Message, context: Context,
+                 call_next: Callable[[Message, Context], Message]) -> Message:
+        """Flower's mod signature: ``(message, context, call_next) -> reply``."""
+        mtype = msg.metadata.message_type
+        if mtype not in ("train", "evaluate") or not msg.has_content():
+            return call_next(msg, context)
+        try:
+            ctx = self._context(context)
+            fingerprint = _config_value(msg.content, FINGERPRINT_KEY)
+            if fingerprint is not None and fingerprint != ctx.fingerprint:
+                raise ContextMismatchError(
+                    "this node's secagg context does not match the server's public context "
+                    "(another key or codec)."
+                )
+            self._decrypt_incoming(msg, ctx, context)
+        except Exception as exc:
+            return self._error(msg, exc)
+        try:
+            reply = call_next(msg, context)
+        except Exception as exc:
+            return self._error(msg, exc, app=True)
+        if reply.has_error():
+            return self._error(msg, None, app=True, reason=reply.error.reason)
+        if mtype == "evaluate":
+            reply.content = self._hide_counts(reply.content)
+            return reply
+        try:
+            return self._encrypt_reply(msg, reply, ctx)
+        except Exception as exc:
+            return self._error(msg, exc)
+
+
+def secagg_mod(context: ContextSource, **options: Any) -> SecAggMod:
+    """A Flower client mod for :class:`SecAggFedAvg`: ``ClientApp(mods=[secagg_mod(key)])``.
+
+    Takes the arguments of :class:`SecAggMod`, which says what it does to each message.
+    """
+    return SecAggMod(context, **options)

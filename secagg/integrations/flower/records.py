@@ -1,0 +1,102 @@
+"""How secagg payloads travel in Flower records: names, and bytes <-> ArrayRecords and trees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from secagg.errors import FormatError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flwr.app import ArrayRecord, Message, RecordDict
+
+__all__ = ["RECORD_KEY", "PAYLOAD_KEY", "AGGREGATE_KEY", "REDUCE_KEY", "FINGERPRINT_KEY",
+           "REDUCES", "aggregate_to_arrays", "aggregate_from_arrays"]
+
+#: name of the ConfigRecord that carries a client's encrypted update in a train reply
+RECORD_KEY = "secagg"
+#: its bytes entry
+PAYLOAD_KEY = "payload"
+#: the single uint8 array of an ArrayRecord that holds an encrypted aggregate
+AGGREGATE_KEY = "secagg-aggregate"
+#: config entry telling clients how to weight their update ("weighted_mean" or "mean")
+REDUCE_KEY = "secagg-reduce"
+#: config entry with the public context's fingerprint, checked by every client
+FINGERPRINT_KEY = "secagg-fingerprint"
+
+REDUCES = ("weighted_mean", "mean")
+_SERVER_ROUND = "server-round"
+
+
+# -- records <-> bytes and trees -------------------------------------------------------
+
+
+def aggregate_to_arrays(data: bytes) -> ArrayRecord:
+    """Wrap an encrypted aggregate's bytes as an ArrayRecord (one uint8 array).
+
+    This is what :class:`SecAggFedAvg` returns as the global model, so that it
+    travels in the next ``train`` and ``evaluate`` messages and ends up in
+    ``Result.arrays``. Flower chunks Arrays for transport, so large models are fine.
+    """
+    from flwr.app import Array, ArrayRecord
+
+    return ArrayRecord({AGGREGATE_KEY: Array(np.frombuffer(bytes(data), dtype=np.uint8))})
+
+
+def aggregate_from_arrays(record: Any) -> bytes | None:
+    """The encrypted aggregate's bytes if ``record`` holds one, else ``None`` (plain weights)."""
+    from flwr.app import ArrayRecord
+
+    if not isinstance(record, ArrayRecord) or list(record.keys()) != [AGGREGATE_KEY]:
+        return None
+    arr = record[AGGREGATE_KEY].numpy()
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        return None
+    return arr.tobytes()
+
+
+def _tree_to_arrays(tree: Mapping[str, Any]) -> ArrayRecord:
+    from flwr.app import Array, ArrayRecord
+
+    if not isinstance(tree, Mapping):
+        raise FormatError(f"expected a dict of name -> array. Found {type(tree).__name__}.")
+    out = {}
+    for name, value in tree.items():
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        out[name] = Array(np.ascontiguousarray(np.asarray(value)))
+    return ArrayRecord(out)
+
+
+def _arrays_to_tree(record: ArrayRecord) -> dict[str, np.ndarray]:
+    tree = {}
+    for name, arr in record.items():
+        value = arr.numpy()
+        if not np.issubdtype(value.dtype, np.floating):
+            raise FormatError(
+                f"array {name!r} has dtype {value.dtype}; only floating arrays can be "
+                f"averaged. Leave integer buffers (e.g. num_batches_tracked) out of the "
+                f"ArrayRecord."
+            )
+        tree[name] = value
+    return tree
+
+
+def _config_value(content: RecordDict, key: str) -> Any:
+    for record in content.config_records.values():
+        if key in record:
+            return record[key]
+    return None
+
+
+def _payload(msg: Message) -> bytes:
+    record = msg.content.config_records.get(RECORD_KEY)
+    data = None if record is None else record.get(PAYLOAD_KEY)
+    if not isinstance(data, bytes):
+        raise FormatError(
+            f"the reply carries no secagg payload (ConfigRecord {RECORD_KEY!r} with bytes "
+            f"{PAYLOAD_KEY!r}); is secagg_mod installed in the node's ClientApp?"
+        )
+    return data

@@ -1,0 +1,247 @@
+"""The server-side strategy: Flower's FedAvg with the sum computed under encryption."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from secagg.aggregator import Aggregator
+from secagg.context import PublicContext
+from secagg.errors import ConfigError, SecAggError, public_reason
+from secagg.integrations.flower.keys import _public_only
+from secagg.integrations.flower.records import (
+    FINGERPRINT_KEY,
+    REDUCE_KEY,
+    REDUCES,
+    _payload,
+    _tree_to_arrays,
+    aggregate_to_arrays,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+    from flwr.serverapp import Grid
+
+__all__ = ["strategy_class"]
+
+_log = logging.getLogger("flwr")
+
+_STRATEGY: type | None = None
+_STRATEGY_LOCK = threading.Lock()
+
+
+def strategy_class() -> type:
+    """``SecAggFedAvg``, built on first use (it subclasses flwr's FedAvg)."""
+    global _STRATEGY
+    with _STRATEGY_LOCK:
+        if _STRATEGY is None:
+            _STRATEGY = _build_strategy_class()
+    return _STRATEGY
+
+
+def _build_strategy_class() -> type:
+    from flwr.serverapp.strategy import FedAvg
+
+    class SecAggFedAvg(FedAvg):
+        """Flower's FedAvg with the sum computed under encryption by secagg.
+
+        The strategy holds the **public context only** (it refuses a secret
+        one). Each round it sums the clients' encrypted full-weight updates
+        with :class:`secagg.Aggregator` and returns the encrypted sum as the
+        global model; clients running :func:`secagg_mod` decrypt it (cross-silo)
+        or, with ``key_holder``, a trusted key holder decrypts it and the
+        plaintext mean is broadcast.
+
+        Args:
+            public_context: ``ctx.public.to_bytes()`` (or a ``PublicContext``).
+            reduce: ``"weighted_mean"`` (clients weight by ``num-examples``,
+                inside the encryption) or ``"mean"`` (every client weight 1).
+            key_holder: optional callable ``bytes -> tree``: receives the
+                encrypted aggregate and returns the decrypted mean model (e.g.
+                :class:`KeyHolder`, or a call to a remote key holder).
+            min_train_nodes: as in ``flwr.serverapp.strategy.FedAvg``; a warning
+                says so when it is below the context's ``min_clients``.
+            allow_insecure: accept an insecure test context (tests only).
+            **fedavg_options: the other options of ``flwr.serverapp.strategy.FedAvg``
+                (``fraction_train``, ``fraction_evaluate``, ``min_evaluate_nodes``,
+                ``min_available_nodes``, ``weighted_by_key``, ``arrayrecord_key``,
+                ``configrecord_key``, ``train_metrics_aggr_fn``,
+                ``evaluate_metrics_aggr_fn``), passed on unchanged.
+
+        A round completes with the replies that arrived: error replies and
+        payloads that secagg refuses (corrupted, another key, another round,
+        a second payload from the same node, past ``max_clients``) are logged
+        and counted as failures, and the mean is over the updates actually
+        summed. Fewer than the context's ``min_clients`` updates (which the key
+        holder refuses to decrypt) keep the previous global model. Per-round
+        counts, sizes and times are kept in :attr:`history`.
+        """
+
+        def __init__(
+            self,
+            public_context: PublicContext | bytes,
+            *,
+            reduce: str = "weighted_mean",
+            key_holder: Callable[[bytes], Any] | None = None,
+            min_train_nodes: int = 2,
+            allow_insecure: bool = False,
+            **fedavg_options: Any,
+        ) -> None:
+            super().__init__(min_train_nodes=min_train_nodes, **fedavg_options)
+            if reduce not in REDUCES:
+                raise ConfigError(f"reduce must be one of {REDUCES}. Found {reduce!r}.")
+            if key_holder is not None and not callable(key_holder):
+                raise ConfigError("key_holder must be a callable (aggregate bytes -> tree).")
+            self.public_context: PublicContext = _public_only(public_context,
+                                                              allow_insecure=allow_insecure)
+            if self.public_context.dp is not None and reduce == "weighted_mean":
+                # DP contexts have max_weight 1: every update is weighted 1, the plain mean
+                _log.info("SecAggFedAvg: distributed DP is on, so updates are averaged "
+                          "unweighted (reduce='mean'); DP noise is calibrated for weight 1.")
+                reduce = "mean"
+            self.reduce = reduce
+            self.key_holder = key_holder
+            #: one dict per round: counts, failures, sizes (bytes) and seconds
+            self.history: list[dict[str, Any]] = []
+            self._started: dict[int, float] = {}
+            pub = self.public_context
+            if 0 < min_train_nodes < pub.min_clients:
+                _log.warning(
+                    "SecAggFedAvg: min_train_nodes=%d is below the context's min_clients=%d; "
+                    "rounds with fewer updates keep the previous model.",
+                    min_train_nodes, pub.min_clients,
+                )
+
+        # -- public material only ------------------------------------------
+        def public_state(self) -> dict[str, Any]:
+            """What this strategy holds besides Flower's settings: public material only."""
+            return {
+                "public_context": self.public_context.to_bytes(),
+                "reduce": self.reduce,
+                "key_holder": self.key_holder is not None,
+                "history": list(self.history),
+            }
+
+        def summary(self) -> None:
+            """Log Flower's FedAvg summary plus secagg's settings."""
+            super().summary()
+            pub = self.public_context
+            _log.info("\t└──> secagg:")
+            _log.info("\t\t├── scheme %s, fingerprint %s", pub.scheme, pub.fingerprint.hex()[:16])
+            _log.info("\t\t├── reduce '%s', clip %s, max_clients %d, min_clients %d",
+                      self.reduce, pub.codec.clip, pub.codec.max_clients, pub.min_clients)
+            _log.info("\t\t└── decrypted by %s",
+                      "a key holder" if self.key_holder else "the clients (cross-silo)")
+
+        # -- rounds ----------------------------------------------------------
+        def _secagg_config(self, config: ConfigRecord) -> None:
+            config[REDUCE_KEY] = self.reduce
+            config[FINGERPRINT_KEY] = self.public_context.fingerprint
+
+        def configure_train(
+            self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+        ) -> Iterable[Message]:
+            """FedAvg's sampling and messages, with secagg's settings in the config."""
+            self._started[server_round] = time.perf_counter()
+            self._secagg_config(config)
+            return super().configure_train(server_round, arrays, config, grid)
+
+        def configure_evaluate(
+            self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+        ) -> Iterable[Message]:
+            """FedAvg's evaluate messages (the encrypted model), with secagg's settings."""
+            self._secagg_config(config)
+            return super().configure_evaluate(server_round, arrays, config, grid)
+
+        def aggregate_train(
+            self, server_round: int, replies: Iterable[Message]
+        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+            """Sum the encrypted updates; return the encrypted (or key-holder decrypted) model."""
+            t0 = time.perf_counter()
+            replies = list(replies)
+            valid, errors = self._check_and_log_replies(replies, is_train=True, validate=False)
+            pub = self.public_context
+            # one update per node: a node's aggregate-kind payload is never summed
+            agg = Aggregator(pub, round_id=server_round, accept_aggregates=False)
+            accepted: list[Message] = []
+            refused: list[int] = []
+            sizes: list[int] = []
+            for msg in valid:
+                node = msg.metadata.src_node_id
+                try:
+                    data = _payload(msg)
+                    agg.add(data, client_id=str(node))
+                except SecAggError as exc:
+                    refused.append(node)
+                    _log.info("\t> Refused secagg payload from node %d: %s (%s)",
+                              node, public_reason(exc), type(exc).__name__)
+                    continue
+                accepted.append(msg)
+                sizes.append(len(data))
+            _log.info("aggregate_train: summed %d encrypted updates, %d failures",
+                      len(agg), len(errors) + len(refused))
+            arrays: ArrayRecord | None = None
+            total_bytes = 0
+            if len(agg) < pub.min_clients:
+                _log.warning(
+                    "aggregate_train: %d encrypted update(s) is below min_clients=%d, the "
+                    "smallest sum the key holder decrypts; keeping the previous global model.",
+                    len(agg), pub.min_clients,
+                )
+            else:
+                total = agg.result().to_bytes()
+                total_bytes = len(total)
+                if self.key_holder is None:
+                    arrays = aggregate_to_arrays(total)
+                else:
+                    try:
+                        arrays = _tree_to_arrays(self.key_holder(total))
+                    except Exception as exc:
+                        _log.error("aggregate_train: the key holder refused the aggregate: "
+                                   "%s; keeping the previous global model.",
+                                   public_reason(exc))
+            metrics = self._aggregate_train_metrics(accepted)
+            now = time.perf_counter()
+            self.history.append({
+                "round": server_round,
+                "results": len(valid),
+                "failures": len(errors) + len(refused),
+                "error_nodes": [m.metadata.src_node_id for m in errors],
+                "refused_nodes": refused,
+                "summed": len(agg),
+                "upload_bytes": float(np.mean(sizes)) if sizes else 0.0,
+                "aggregate_bytes": total_bytes,
+                "aggregate_s": now - t0,
+                "train_s": now - self._started.get(server_round, t0),
+                "round_s": None,
+            })
+            return arrays, metrics
+
+        def _aggregate_train_metrics(self, accepted: list[Message]) -> MetricRecord | None:
+            contents = [m.content for m in accepted]
+            if not contents or any(len(c.metric_records) != 1 for c in contents):
+                return None
+            try:
+                return self.train_metrics_aggr_fn(contents, self.weighted_by_key)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+                _log.warning("aggregate_train: client metrics not aggregated: %s", exc)
+                return None
+
+        def aggregate_evaluate(
+            self, server_round: int, replies: Iterable[Message]
+        ) -> MetricRecord | None:
+            """FedAvg's metric aggregation (every ``num-examples`` is 1: a plain mean)."""
+            metrics = super().aggregate_evaluate(server_round, replies)
+            if self.history and self.history[-1]["round"] == server_round:
+                self.history[-1]["round_s"] = time.perf_counter() - self._started.get(
+                    server_round, time.perf_counter())
+            return metrics
+
+    SecAggFedAvg.__module__ = "secagg.integrations.flower"
+    SecAggFedAvg.__qualname__ = "SecAggFedAvg"
+    return SecAggFedAvg

@@ -1,0 +1,425 @@
+"""SEAL ciphertexts through ``tenseal.sealapi``, shared by the CKKS and BFV backends.
+
+TenSEAL makes the keys and (de)serializes contexts; the ciphertexts themselves
+are SEAL ``Ciphertext`` objects handled with SEAL's own ``Encryptor``,
+``Evaluator`` and ``Decryptor``, one ciphertext per ``slots`` values, the whole
+flattened tree packed across layer boundaries. That gives the backends what the
+high-level vectors hide:
+
+- **seeded symmetric uploads**: a client that holds the secret key (the
+  cross-silo shared-key arrangement) encrypts with ``encrypt_symmetric``, whose
+  serialized form stores the seed of the uniform polynomial instead of the
+  polynomial itself, halving the upload; loading expands it;
+- **SEAL's compressed serialization** (zstd), which drops the unused high bits of
+  each 64-bit coefficient word, so a smaller prime means a smaller payload.
+
+SEAL's Python binding saves and loads only through files, so payloads pass
+through a private temporary directory (in ``/dev/shm`` where it exists).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from abc import abstractmethod
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
+
+import numpy as np
+import tenseal as ts
+import tenseal.sealapi as sa
+
+from secagg import parallel
+from secagg.codec import FixedPointCodec
+from secagg.errors import (
+    SUM_OUT_OF_RANGE,
+    CiphertextError,
+    ConfigError,
+    FormatError,
+    SumOverflowError,
+)
+from secagg.schemes.base import PublicBackend, SecretBackend
+from secagg.schemes.lattice.planner import HE_STANDARD_MAX_LOGQ, LatticePlan
+from secagg.wire import Body, show
+
+__all__ = ["LatticePublic", "LatticeSecret", "SealCiphertext", "load_context"]
+
+PlanT = TypeVar("PlanT", bound=LatticePlan)
+
+_MAX_CONTEXT_BYTES = 64 << 20
+# Measured (benchmarks/bench_lattice.py): forking pays off only for large
+# updates; below this many ciphertexts per worker the serial path is faster.
+_MIN_PARALLEL_CTS = 128
+
+
+class _Files:
+    """A private scratch directory for SEAL's file-only save/load.
+
+    Made once by the first process that needs it and removed when that process
+    exits; forked workers (created after :meth:`ensure`) share it, with their
+    pid in every file name, and never create or remove directories of their own.
+    """
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._names = itertools.count()
+
+    def ensure(self) -> str:
+        """The scratch directory, created on first use."""
+        if self._dir is None:
+            base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self._dir = path = tempfile.mkdtemp(prefix="secagg-", dir=base)
+            owner = os.getpid()
+
+            def remove() -> None:
+                if os.getpid() == owner:
+                    shutil.rmtree(path, ignore_errors=True)
+
+            import atexit
+
+            atexit.register(remove)
+        return self._dir
+
+    def path(self) -> str:
+        return os.path.join(self.ensure(), f"{os.getpid()}-{next(self._names)}.seal")
+
+    def save(self, obj: Any) -> bytes:
+        path = self.path()
+        try:
+            obj.save(path)
+            with open(path, "rb") as f:
+                return f.read()
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def load_ciphertext(self, context: Any, blob: bytes) -> sa.Ciphertext:
+        path = self.path()
+        try:
+            with open(path, "wb") as f:
+                f.write(blob)
+            ct = sa.Ciphertext()
+            ct.load(context, path)  # SEAL validates the data against the context
+            return ct
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+FILES = _Files()
+
+
+class SealCiphertext:
+    """One SEAL ciphertext, kept as an object, as bytes, or both (seeded uploads are bytes)."""
+
+    __slots__ = ("_blob", "_context", "_ct")
+
+    def __init__(self, ct: sa.Ciphertext | None = None, blob: bytes | None = None,
+                 context: Any = None) -> None:
+        self._ct, self._blob, self._context = ct, blob, context
+
+    @property
+    def ct(self) -> sa.Ciphertext:
+        """The ciphertext object (a seeded upload is expanded on first use)."""
+        if self._ct is None:  # then it was made from its bytes
+            self._ct = FILES.load_ciphertext(self._context, cast(bytes, self._blob))
+        return self._ct
+
+    def to_bytes(self) -> bytes:
+        """SEAL's compressed serialization (seeded if it was made so)."""
+        if self._blob is None:
+            self._blob = FILES.save(self._ct)
+        return self._blob
+
+
+def load_context(blob: bytes) -> ts.Context:
+    """A TenSEAL context from bytes, single-threaded so that forked workers are safe."""
+    try:
+        return ts.context_from(blob, n_threads=1)
+    except Exception as exc:  # TenSEAL raises ValueError/RuntimeError variously
+        raise FormatError(f"cannot load the TenSEAL context: {exc}") from None
+
+
+def _progress(items: Any, enabled: bool, what: str) -> Any:
+    if not enabled:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=what, unit="ct", leave=False)
+
+
+class LatticePublic(PublicBackend, Generic[PlanT]):
+    """Public half shared by CKKS and BFV: encrypt, validate, add SEAL ciphertexts."""
+
+    is_ntt_form: ClassVar[bool]  # how fresh ciphertexts of this scheme are stored
+    encoder_type: ClassVar[type[Any]]  # SEAL's encoder for the scheme
+
+    def __init__(self, context: ts.Context, plan: PlanT, codec: FixedPointCodec,
+                 blob: bytes | None = None) -> None:
+        self.context = context
+        self.plan = plan
+        self.codec = codec
+        self.slots = plan.slots
+        self._blob = blob if blob is not None else context.serialize(
+            save_public_key=True, save_secret_key=False,
+            save_galois_keys=False, save_relin_keys=False,
+        )
+        self.seal = context.seal_context().data
+        self._parms_id = self.seal.first_parms_id()
+        self._evaluator = sa.Evaluator(self.seal)
+        self.encoder = self.encoder_type(self.seal)
+        self._encryptor: sa.Encryptor | None = None
+        self._max_ct_bytes = 2 * plan.poly_modulus_degree * 8 * 2 + 4096
+
+    # -- scheme specifics ----------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def planner(sum_bound: int, max_summands: int, *, security: int = 128) -> PlanT:
+        """The smallest parameters that sum ``max_summands`` integers up to ``sum_bound`` exactly."""
+
+    @staticmethod
+    @abstractmethod
+    def new_context(plan: PlanT) -> ts.Context:
+        """A fresh TenSEAL context with a secret key, following ``plan``."""
+
+    @classmethod
+    @abstractmethod
+    def plan_from(cls, body: Body, codec: FixedPointCodec) -> PlanT:
+        """Rebuild a plan from the wire; refuse one that cannot keep ``codec``'s sums exact."""
+
+    @classmethod
+    def generate(cls, codec: FixedPointCodec, *, security: int = 128) -> tuple[Self, ts.Context]:
+        """Plan parameters for ``codec``, make keys; returns the public half and the secret context."""
+        plan = cls.planner(codec.sum_bound, codec.max_summands, security=security)
+        secret_ctx = cls.new_context(plan)
+        public_ctx = secret_ctx.copy()
+        public_ctx.make_context_public()
+        return cls(public_ctx, plan, codec), secret_ctx
+
+    @abstractmethod
+    def encode(self, values: np.ndarray) -> sa.Plaintext:
+        """An int64 chunk of at most ``slots`` values as a SEAL plaintext."""
+
+    def check_extra(self, ct: sa.Ciphertext) -> bool:
+        """Scheme-specific validity of a loaded ciphertext (e.g. CKKS scale)."""
+        return True
+
+    # -- wire ----------------------------------------------------------------
+    def material(self) -> dict[str, Any]:
+        return {"plan": self.plan.wire_dict(), "seal": self._blob}
+
+    @classmethod
+    def from_material(cls, body: Body, codec: FixedPointCodec) -> Self:
+        plan = cls.plan_from(body.section("plan"), codec)
+        ctx, blob = cls._context_from_material(body)
+        cls.check_context(ctx, plan)
+        return cls(ctx, plan, codec, blob)
+
+    @classmethod
+    def ring_from(cls, body: Body) -> tuple[int, int, tuple[int, int]]:
+        """A wire plan's ring degree, security level and prime sizes, within the HE standard."""
+        name = cls.scheme.upper()
+        n = body.integer("poly_modulus_degree", 1024, 32768)
+        security = body.integer("security", 128, 256)
+        bits = body.items("coeff_mod_bit_sizes", max_len=2)
+        if n not in HE_STANDARD_MAX_LOGQ or security not in (128, 192, 256):
+            raise FormatError(f"unsupported {name} ring degree {n} or security level {security}.")
+        if len(bits) != 2 or not all(type(b) is int and 14 <= b <= 60 for b in bits):
+            raise FormatError(f"{name} plan needs two primes of 14..60 bits; found {show(bits)}.")
+        if sum(bits) > HE_STANDARD_MAX_LOGQ[n][security]:
+            raise FormatError(
+                f"{name} modulus of {sum(bits)} bits exceeds the {security}-bit security bound for N={n}."
+            )
+        return n, security, (bits[0], bits[1])
+
+    @classmethod
+    def check_context(cls, ctx: ts.Context, plan: PlanT) -> None:
+        """Refuse a TenSEAL context whose ring degree or moduli are not the plan's."""
+        parms = ctx.seal_context().data.key_context_data().parms()
+        found = tuple(m.bit_count() for m in parms.coeff_modulus())
+        if parms.poly_modulus_degree() != plan.poly_modulus_degree or found != plan.coeff_mod_bit_sizes:
+            raise FormatError(
+                f"TenSEAL context (N={parms.poly_modulus_degree()}, moduli {found}) does not "
+                f"match the plan (N={plan.poly_modulus_degree}, moduli {plan.coeff_mod_bit_sizes})."
+            )
+
+    @classmethod
+    def _context_from_material(cls, body: Body) -> tuple[ts.Context, bytes]:
+        blob = body.blob("seal", max_size=_MAX_CONTEXT_BYTES)
+        ctx = load_context(blob)
+        if ctx.is_private():
+            raise FormatError(
+                "this public context contains a secret key; refusing it. Send only "
+                "ctx.public.to_bytes() to clients and the aggregator."
+            )
+        if not ctx.has_public_key():
+            raise FormatError("the public context lacks its public key.")
+        return ctx, blob
+
+    def fingerprint_material(self) -> bytes:
+        return self._blob
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"scheme": self.scheme}
+        d.update(self.plan.as_dict())
+        return d
+
+    # -- encryption ----------------------------------------------------------
+    def num_ciphertexts(self, n_slots: int) -> int:
+        return max(1, -(-n_slots // self.slots))
+
+    def _public_encryptor(self) -> sa.Encryptor:
+        if self._encryptor is None:
+            self._encryptor = sa.Encryptor(self.seal, self.context.public_key().data)
+        return self._encryptor
+
+    def _encrypt_chunk(self, values: np.ndarray, seeded_encryptor: Any) -> SealCiphertext:
+        pt = self.encode(values)
+        if seeded_encryptor is not None:
+            blob = FILES.save(seeded_encryptor.encrypt_symmetric(pt))
+            return SealCiphertext(blob=blob, context=self.seal)
+        ct = sa.Ciphertext()
+        self._public_encryptor().encrypt(pt, ct)
+        return SealCiphertext(ct=ct, context=self.seal)
+
+    def encrypt_slots(self, slots: np.ndarray, *, workers: int, progress: bool,
+                      seeded_encryptor: Any = None) -> list[SealCiphertext]:
+        """Encrypt chunk by chunk, in forked workers when there is enough to share."""
+        values = np.asarray(slots, dtype=np.int64)
+        chunks = [values[i : i + self.slots] for i in range(0, max(values.size, 1), self.slots)]
+        if workers <= 1 or len(chunks) < 2 * _MIN_PARALLEL_CTS or not parallel.available():
+            return [self._encrypt_chunk(c, seeded_encryptor)
+                    for c in _progress(chunks, progress, "encrypt")]
+        FILES.ensure()  # before forking, so that workers share one scratch directory
+        k = min(workers, len(chunks) // _MIN_PARALLEL_CTS)
+        size = -(-len(chunks) // k)
+        groups = [chunks[i : i + size] for i in range(0, len(chunks), size)]
+
+        def run(group: list[np.ndarray]) -> list[bytes]:
+            return [self._encrypt_chunk(c, seeded_encryptor).to_bytes() for c in group]
+
+        blobs = [b for part in parallel.fork_map(run, groups, k) for b in part]
+        return [SealCiphertext(blob=b, context=self.seal) for b in blobs]
+
+    def raw_encrypt(
+        self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
+    ) -> list[SealCiphertext]:
+        return self.encrypt_slots(slots, workers=workers, progress=progress)
+
+    # -- wire ciphertexts ----------------------------------------------------
+    def ciphertexts_to_wire(self, cts: list[SealCiphertext]) -> list[bytes]:
+        return [c.to_bytes() for c in cts]
+
+    def precheck(self, obj: Any, n_slots: int) -> None:
+        n_cts = self.num_ciphertexts(n_slots)
+        if not isinstance(obj, list) or len(obj) != n_cts:
+            raise CiphertextError(f"expected a list of {n_cts} {self.scheme.upper()} ciphertexts.")
+
+    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list[SealCiphertext]:
+        self.precheck(obj, n_slots)
+        out = []
+        for i, blob in enumerate(obj):
+            if not isinstance(blob, bytes) or len(blob) > self._max_ct_bytes:
+                raise CiphertextError(f"ciphertext {i} is not bytes of a plausible size.")
+            try:
+                ct = FILES.load_ciphertext(self.seal, blob)
+            except Exception as exc:
+                raise CiphertextError(f"ciphertext {i} does not load: {exc}") from None
+            ok = (
+                ct.size() == 2
+                and ct.is_ntt_form() == self.is_ntt_form
+                and ct.parms_id() == self._parms_id
+                and self.check_extra(ct)
+            )
+            if not ok:
+                raise CiphertextError(
+                    f"ciphertext {i} does not match the context (size, level, form or scale)."
+                )
+            out.append(SealCiphertext(ct=ct, blob=blob, context=self.seal))
+        return out
+
+    def raw_add(self, a: list[SealCiphertext], b: list[SealCiphertext]) -> list[SealCiphertext]:
+        out = []
+        try:
+            for x, y in zip(a, b):
+                ct = sa.Ciphertext()
+                self._evaluator.add(x.ct, y.ct, ct)
+                out.append(SealCiphertext(ct=ct, context=self.seal))
+        except Exception as exc:  # validated inputs never get here; keep the contract anyway
+            raise CiphertextError(f"ciphertexts cannot be added: {exc}") from None
+        return out
+
+
+class LatticeSecret(SecretBackend):
+    """Secret half shared by CKKS and BFV: decrypt, decode to integers, check the range."""
+
+    public: LatticePublic[Any]
+    #: the scheme's public half
+    public_type: ClassVar[type[LatticePublic[Any]]]
+
+    def __init__(self, context: ts.Context, public: LatticePublic[Any]) -> None:
+        if not context.is_private():
+            raise ConfigError("a secret backend needs a context with its secret key.")
+        self.context = context
+        self.public = public
+        seal = public.seal
+        secret_key = context.secret_key().data
+        self._decryptor = sa.Decryptor(seal, secret_key)
+        self._symmetric = sa.Encryptor(seal, secret_key)
+
+    @abstractmethod
+    def decode(self, pt: sa.Plaintext, ct: sa.Ciphertext) -> np.ndarray:
+        """Exact int64 values of a decrypted chunk (raising if they cannot be exact)."""
+
+    def material(self) -> dict[str, Any]:
+        return {
+            "seal": self.context.serialize(
+                save_public_key=False, save_secret_key=True,
+                save_galois_keys=False, save_relin_keys=False,
+            )
+        }
+
+    @classmethod
+    def generate(cls, codec: FixedPointCodec, *, security: int = 128) -> Self:
+        """Plan parameters for ``codec`` and make keys (see :meth:`LatticePublic.generate`)."""
+        public, secret_ctx = cls.public_type.generate(codec, security=security)
+        return cls(secret_ctx, public)
+
+    @classmethod
+    def from_material(cls, body: Body, public: PublicBackend) -> Self:
+        if not isinstance(public, cls.public_type):
+            name = cls.public_type.scheme.upper()
+            raise FormatError(f"{name} secret material needs a {name} public context.")
+        ctx = load_context(body.blob("seal", max_size=_MAX_CONTEXT_BYTES))
+        if not ctx.is_private():
+            raise FormatError("the secret context lacks its secret key.")
+        public.check_context(ctx, public.plan)
+        return cls(ctx, public)
+
+    def raw_encrypt(
+        self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
+    ) -> list[SealCiphertext]:
+        """Seeded symmetric encryption: half the upload of public-key encryption."""
+        return self.public.encrypt_slots(slots, workers=workers, progress=progress,
+                                         seeded_encryptor=self._symmetric)
+
+    def raw_decrypt(
+        self, cts: list[SealCiphertext], n_slots: int, count: int, terms: int, *, workers: int = 1,
+        progress: bool = False,
+    ) -> np.ndarray:
+        parts = []
+        for c in _progress(cts, progress, "decrypt"):
+            pt = sa.Plaintext()
+            try:
+                self._decryptor.decrypt(c.ct, pt)
+            except Exception:
+                raise CiphertextError("a ciphertext does not decrypt under this key.") from None
+            parts.append(self.decode(pt, c.ct))
+        values = np.concatenate(parts)[:n_slots]
+        # After decryption: say what failed, never what was found (no values, no positions).
+        if np.any(np.abs(values) > self.public.codec.range_of(count, terms)):
+            raise SumOverflowError(SUM_OUT_OF_RANGE)
+        return values

@@ -1,0 +1,223 @@
+"""Wire format: lossless round trips, and every malformed payload refused by name
+with the aggregator's state left exactly as it was."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import secagg
+from secagg import wire
+from tests.helpers import CODEC, make_context, snapshot
+
+
+def reseal(data: bytes, mutate) -> bytes:
+    """Decode a payload's body, let ``mutate`` change it, and seal it with a valid digest."""
+    kind = wire.peek_kind(data)
+    (length,) = __import__("struct").unpack_from(">Q", data, 8)
+    body = msgpack.unpackb(data[16 : 16 + length], raw=False)
+    mutate(body)
+    return wire.seal(kind, body)
+
+
+@pytest.fixture
+def primed(ctx, pub):
+    """An aggregator holding one update, and a second valid update's bytes."""
+    agg = secagg.Aggregator(pub)
+    agg.add(pub.encrypt({"w": np.full((3, 2), 0.5), "b": np.zeros(2)}).to_bytes())
+    data = pub.encrypt({"w": np.full((3, 2), -0.25), "b": np.ones(2)}).to_bytes()
+    return agg, data
+
+
+def assert_refused(agg, data, error=secagg.SecAggError):
+    before = snapshot(agg)
+    with pytest.raises(error):
+        agg.add(data)
+    assert snapshot(agg) == before
+
+
+# -- round trips -----------------------------------------------------------------
+def test_context_round_trips(ctx):
+    pub_bytes = ctx.public.to_bytes()
+    pub = secagg.PublicContext.from_bytes(pub_bytes, allow_insecure=True)
+    assert pub.fingerprint == ctx.fingerprint and pub.to_bytes() == pub_bytes
+    again = secagg.SecretContext.from_bytes(ctx.to_bytes(), allow_insecure=True)
+    assert again.fingerprint == ctx.fingerprint
+    assert again.public.describe() == ctx.public.describe()
+    with pytest.raises(secagg.FormatError, match="expected a public_context"):
+        secagg.PublicContext.from_bytes(ctx.to_bytes(), allow_insecure=True)
+    with pytest.raises(secagg.FormatError, match="expected a secret_context"):
+        secagg.SecretContext.from_bytes(pub_bytes, allow_insecure=True)
+
+
+def test_secret_context_from_bytes_decrypts(ctx, pub):
+    again = secagg.SecretContext.from_bytes(ctx.to_bytes(), allow_insecure=True)
+    agg = secagg.Aggregator(pub)
+    for v in (0.5, 0.25):
+        agg.add(pub.encrypt(np.array([v])))
+    assert again.decrypt(agg.result().to_bytes(), reduce="sum")[0] == 0.75
+
+
+def test_public_bytes_hold_no_secret(contexts):
+    paillier = contexts["paillier"]
+    blob = paillier.public.to_bytes()
+    sk = paillier.secret_backend.private_key
+    width = (sk.public_key.n.bit_length() + 7) // 8
+    for factor in (sk.p, sk.q):
+        assert int(factor).to_bytes(width, "big").lstrip(b"\0")[:24] not in blob
+    ckks_pub = secagg.PublicContext.from_bytes(contexts["ckks"].public.to_bytes(), allow_insecure=True)
+    assert not ckks_pub.backend.context.is_private()
+
+
+@given(st.data())
+@settings(max_examples=10)
+def test_update_bytes_round_trip(pub, data):
+    x = data.draw(st.lists(st.floats(-1, 1), min_size=1, max_size=30))
+    round_id = data.draw(st.one_of(st.none(), st.integers(0, 9), st.text(max_size=5)))
+    upd = pub.encrypt({"x": np.array(x)}, round_id=round_id)
+    blob = upd.to_bytes()
+    again = secagg.EncryptedUpdate.from_bytes(blob, pub)
+    assert again.to_bytes() == blob
+    assert again.spec == upd.spec and again.round_id == upd.round_id and again.count == 1
+
+
+# -- hostile bytes ---------------------------------------------------------------
+@given(st.data())
+def test_any_truncation_is_refused(primed, data):
+    agg, blob = primed
+    cut = data.draw(st.integers(0, len(blob) - 1))
+    assert_refused(agg, blob[:cut], secagg.FormatError)
+
+
+@given(st.data())
+def test_any_corruption_is_refused(primed, data):
+    agg, blob = primed
+    # draw the region first so that header, body, ciphertexts and digest are all hit
+    region = data.draw(st.sampled_from(["header", "body", "tail", "digest"]))
+    lo, hi = {"header": (0, 16), "body": (16, 200), "tail": (200, len(blob) - 16),
+              "digest": (len(blob) - 16, len(blob))}[region]
+    pos = data.draw(st.integers(lo, hi - 1))
+    flip = data.draw(st.integers(1, 255))
+    bad = bytearray(blob)
+    bad[pos] ^= flip
+    assert_refused(agg, bytes(bad), secagg.FormatError)
+
+
+def test_unsupported_version_is_named(primed):
+    agg, blob = primed
+    head = bytearray(blob[:-16])
+    head[6] = 2
+    assert_refused(agg, bytes(head) + wire.digest(bytes(head)), secagg.UnsupportedVersionError)
+
+
+def test_not_bytes_is_refused(primed):
+    agg, _ = primed
+    assert_refused(agg, "not bytes", secagg.FormatError)
+    assert_refused(agg, b"garbage", secagg.FormatError)
+
+
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("fingerprint", b"\0" * 16, secagg.ContextMismatchError),
+        ("scheme", "elgamal", secagg.ContextMismatchError),
+        ("count", 0, secagg.FormatError),
+        ("count", 2, secagg.FormatError),  # a client update claims to be a sum
+        ("values", 7, secagg.FormatError),
+        ("round", [1], secagg.FormatError),
+        ("spec", [["leaf", 0], [["w", [2, 4], "float64", "numpy", "cpu"]]], secagg.SecAggError),
+        ("spec", "x", secagg.FormatError),
+        ("ciphertexts", b"", secagg.CiphertextError),
+        ("ciphertexts", [], secagg.CiphertextError),
+    ],
+)
+def test_resealed_field_mutations_are_refused(primed, field, value, error):
+    agg, blob = primed
+    assert_refused(agg, reseal(blob, lambda body: body.__setitem__(field, value)), error)
+
+
+def test_missing_field_is_named(primed):
+    agg, blob = primed
+    bad = reseal(blob, lambda body: body.pop("spec"))
+    with pytest.raises(secagg.FormatError, match="'spec'"):
+        agg.add(bad)
+
+
+def test_out_of_range_paillier_ciphertexts_are_refused(contexts):
+    pub = contexts["paillier"].public
+    agg = secagg.Aggregator(pub)
+    blob = pub.encrypt(np.zeros(3)).to_bytes()
+    width = pub.backend.ct_bytes
+    n = int(pub.backend.n)
+    for bad_ct in (0, n * n, n * n + 5, n):  # zero, >= n^2, and a non-unit
+        if bad_ct >= 2 ** (8 * width):
+            continue
+        bad = reseal(blob, lambda body, ct=bad_ct: body.__setitem__("ciphertexts",
+                                                                    ct.to_bytes(width, "big")))
+        assert_refused(agg, bad, secagg.CiphertextError)
+
+
+def test_garbage_ckks_ciphertext_is_refused(contexts):
+    pub = contexts["ckks"].public
+    agg = secagg.Aggregator(pub)
+    blob = pub.encrypt(np.zeros(3)).to_bytes()
+    for junk in (b"\x00" * 64, b"", 17):
+        bad = reseal(blob, lambda body, junk=junk: body.__setitem__("ciphertexts", [junk]))
+        assert_refused(agg, bad, secagg.CiphertextError)
+
+
+# -- protocol refusals -------------------------------------------------------------
+def test_foreign_key_is_refused(scheme, primed):
+    agg, _ = primed
+    other = make_context(scheme)
+    assert_refused(agg, other.public.encrypt({"w": np.zeros((3, 2)), "b": np.zeros(2)}).to_bytes(),
+                   secagg.ContextMismatchError)
+    assert_refused(agg, other.public.encrypt({"w": np.zeros((3, 2)), "b": np.zeros(2)}),
+                   secagg.ContextMismatchError)
+
+
+def test_other_tree_spec_is_refused(pub, primed):
+    agg, _ = primed
+    for tree in ({"w": np.zeros((2, 3)), "b": np.zeros(2)}, {"w": np.zeros((3, 2))},
+                 {"v": np.zeros((3, 2)), "b": np.zeros(2)}):
+        assert_refused(agg, pub.encrypt(tree).to_bytes(), secagg.TreeMismatchError)
+
+
+def test_replay_is_refused(primed):
+    agg, blob = primed
+    agg.add(blob)
+    assert_refused(agg, blob, secagg.ReplayError)
+    assert_refused(agg, secagg.EncryptedUpdate.from_bytes(blob, agg.public), secagg.ReplayError)
+
+
+def test_more_than_max_clients_is_refused(pub):
+    agg = secagg.Aggregator(pub)
+    for _ in range(CODEC["max_clients"]):
+        agg.add(pub.encrypt(np.ones(2)))
+    assert_refused(agg, pub.encrypt(np.ones(2)).to_bytes(), secagg.CapacityError)
+    assert len(agg) == CODEC["max_clients"]
+
+
+def test_round_id_is_enforced(pub):
+    agg = secagg.Aggregator(pub, round_id=3)
+    agg.add(pub.encrypt(np.ones(2), round_id=3))
+    assert_refused(agg, pub.encrypt(np.ones(2), round_id=2).to_bytes(), secagg.RoundMismatchError)
+    assert_refused(agg, pub.encrypt(np.ones(2)).to_bytes(), secagg.RoundMismatchError)
+    assert agg.result().round_id == 3
+
+
+def test_aggregator_state_does_not_grow(pub):
+    agg = secagg.Aggregator(pub)
+    sizes = []
+    for i in range(CODEC["max_clients"]):
+        agg.add(pub.encrypt(np.full(50, 0.01 * i)).to_bytes())
+        state = agg.public.backend.ciphertexts_to_wire(agg._sum)
+        sizes.append(len(state) if isinstance(state, bytes) else sum(map(len, state)))
+        assert len(agg._sum) == pub.backend.num_ciphertexts(51)
+    # Paillier sums are fixed-width; CKKS blobs vary by a few bytes of compression
+    assert max(sizes) - min(sizes) <= 0.02 * max(sizes)
+    assert len(agg._seen) == len(agg)  # 16 bytes per summed update, bounded by max_clients
+
