@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-slow demo demo-dp quickstart bench bench-quick fuzz load clean
+.PHONY: test test-slow lint demo demo-dp quickstart bench bench-quick fuzz load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# ruff (style, imports, bugbear, builtins shadowing) and mypy --strict on the package
+lint: $(STAMP)
+	$(VENV)/bin/ruff check secagg tests benchmarks examples fuzz
+	$(VENV)/bin/mypy
+
 # federated training on scikit-learn's digits: plaintext, Paillier and CKKS side by side
 demo: $(STAMP)
 	$(PY) -m secagg demo
@@ -29,11 +34,13 @@ demo-dp: $(STAMP)
 quickstart: $(STAMP)
 	$(PY) examples/quickstart.py
 
+# every benchmark at full size; rewrites the committed benchmarks/results/ (JSON, markdown, figures)
 bench: $(STAMP)
-	$(PY) benchmarks/bench_core.py
-	$(PY) benchmarks/bench_paillier.py
-	$(PY) benchmarks/bench_lattice.py
+	$(PY) benchmarks/bench_core.py --out benchmarks/results
+	$(PY) benchmarks/bench_paillier.py --out benchmarks/results
+	$(PY) benchmarks/bench_lattice.py --out benchmarks/results
 
+# smaller sizes, tables on stdout only: writes no file
 bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_core.py --quick
 	$(PY) benchmarks/bench_paillier.py --quick
@@ -47,7 +54,7 @@ fuzz: $(STAMP)
 
 # an aggregator summing 1,000 client updates of 100k values, streamed from bytes
 load: $(STAMP)
-	$(PY) benchmarks/load_aggregator.py
+	$(PY) benchmarks/load_aggregator.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -35,81 +35,60 @@ Usage::
     python benchmarks/bench_core.py            # 100,000 values, 10 clients (a few minutes)
     python benchmarks/bench_core.py --quick    # 10,000 values, 4 clients (well under a minute)
     python benchmarks/bench_core.py --values 50000 --clients 5 --out /tmp/core.json
+    python benchmarks/bench_core.py --out benchmarks/results   # what `make bench` commits
 
-Results go to ``benchmarks/results/core.json`` and ``core.md`` (see ``--out``).
+The table goes to stdout; nothing is written unless ``--out`` names a folder
+(``core.json`` and ``core.md`` go there) or a ``.json`` path (``.md`` next to it).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
-import gc
-import importlib.metadata
-import json
 import math
-import os
-import platform
 import statistics
 import struct
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # fallback: run from a checkout without installing
-    sys.path.append(str(REPO_ROOT))
+import common  # first: it puts this checkout on sys.path if secagg is not installed
 
-import secagg  # noqa: E402
-import secagg.ckks  # noqa: E402,F401  (load both backends now, not inside a timed setup)
-import secagg.paillier  # noqa: E402,F401
+# isort: split
+import secagg
+import secagg.schemes.lattice.ckks  # load both backends now, not inside a timed setup
+import secagg.schemes.paillier.backend
+from common import (
+    CLIP,
+    FLARE_COEFF_MOD_BIT_SIZES,
+    FLARE_POLY_MODULUS_DEGREE,
+    FLARE_SCALE_BITS,
+    FRAC_BITS,
+    MAX_CLIENTS,
+    MAX_WEIGHT,
+    STD,
+    Shapes,
+    Tree,
+    fmt_bytes,
+    fmt_rate,
+    fmt_ratio,
+    fmt_seconds,
+    max_abs_error,
+    median_time,
+    timed,
+)
 
-try:
-    from tqdm import tqdm
-except ImportError:  # tqdm is optional: fall back to a silent stand-in
-    class tqdm:  # type: ignore[no-redef]
-        """Minimal no-op replacement used when tqdm is not installed."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def update(self, n: int = 1) -> None:
-            """Ignore progress."""
-
-        def set_postfix_str(self, s: str) -> None:
-            """Ignore the phase label."""
-
-        def close(self) -> None:
-            """Nothing to close."""
-
-
-T = TypeVar("T")
-Tree = dict[str, np.ndarray]
-Shapes = list[tuple[str, tuple[int, ...]]]
-
-# Fixed benchmark parameters (see the module docstring and benchmarks/README.md).
-STD = 0.1
-CLIP = 1.0
-FRAC_BITS = 16
-MAX_CLIENTS = 100
-MAX_WEIGHT = 1
-PAILLIER_KEY_BITS = 2048
-# TenSEAL CKKS parameters as NVIDIA FLARE's HE provisioning uses them.
-FLARE_POLY_MODULUS_DEGREE = 8192
-FLARE_COEFF_MOD_BIT_SIZES = [60, 40, 40]
-FLARE_SCALE_BITS = 40
 # phe baseline wire format: fixed-width ciphertext plus a signed 16-bit exponent.
 PHE_EXPONENT = struct.Struct(">h")
 
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "core.json"
-FULL = {"values": 100_000, "clients": 10, "repeats": 3, "phe_samples": 200, "phe_add_ops": 3000}
-QUICK = {"values": 10_000, "clients": 4, "repeats": 1, "phe_samples": 20, "phe_add_ops": 200}
+FULL = {"values": 100_000, "clients": 10, "repeats": 3, "phe_samples": 200, "phe_add_ops": 3000,
+        "key_bits": common.PAILLIER_KEY_BITS}
+QUICK = {"values": 10_000, "clients": 4, "repeats": 1, "phe_samples": 20, "phe_add_ops": 200,
+         "key_bits": common.PAILLIER_KEY_BITS}
+SMOKE = {"values": 200, "clients": 2, "repeats": 1, "phe_samples": 2, "phe_add_ops": 2,
+         "key_bits": common.SMOKE_KEY_BITS}
 
 
 # -- results -------------------------------------------------------------------
@@ -139,104 +118,9 @@ class SystemResult:
         values = self.params["values"]
         return values / self.encrypt_vps
 
-
-# -- helpers -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, as ``timeit`` does."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    """Run ``fn`` once; return its wall-clock seconds (``perf_counter``) and result."""
-    with _gc_paused():
-        start = time.perf_counter()
-        out = fn()
-        elapsed = time.perf_counter() - start
-    return elapsed, out
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Silence file descriptor 1 (TenSEAL's C++ warnings about multi-ciphertext vectors)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(devnull)
-        os.close(saved)
-
-
-def _progress(total: int, desc: str, enabled: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=True,
-                disable=not enabled, dynamic_ncols=True)
-
-
-def model_shapes(n_values: int) -> Shapes:
-    """Leaves of an MLP ``d -> h1 -> h2 -> 10`` (weights and biases) holding exactly ``n_values``.
-
-    The input width ``d`` is chosen as close to 784 (MNIST) as possible, with
-    ``d >= h1 >= h2 >= 10``. For 100,000 values this is 784 -> 114 -> 84 -> 10:
-    89,376 + 114 + 9,576 + 84 + 840 + 10 values. If no such MLP exists (tiny
-    ``n_values``), the tree is a single leaf.
-    """
-    out = 10
-    for delta in range(0, 4096):
-        for d in sorted({784 - delta, 784 + delta}):
-            if d < out:
-                continue
-            # n = d*h1 + h1 + h1*h2 + h2 + out*h2 + out  =>  h1 = (n - out - (out+1)*h2) / (d+1+h2)
-            h2 = out
-            while True:
-                num = n_values - out - (out + 1) * h2
-                h1, rem = divmod(num, d + 1 + h2)
-                if h1 < h2:
-                    break
-                if rem == 0 and h1 <= d:
-                    return [
-                        ("fc1.weight", (h1, d)), ("fc1.bias", (h1,)),
-                        ("fc2.weight", (h2, h1)), ("fc2.bias", (h2,)),
-                        ("fc3.weight", (out, h2)), ("fc3.bias", (out,)),
-                    ]
-                h2 += 1
-    return [("weights", (n_values,))]
-
-
-def make_client_trees(shapes: Shapes, clients: int, seed: int) -> list[Tree]:
-    """One float32 tree per client: N(0, STD) values clipped to ``±CLIP``."""
-    trees = []
-    for k in range(clients):
-        rng = np.random.default_rng([seed, k])
-        trees.append({
-            name: np.clip(rng.normal(0.0, STD, shape).astype(np.float32), -CLIP, CLIP)
-            for name, shape in shapes
-        })
-    return trees
-
-
-def exact_mean(trees: Sequence[Tree]) -> dict[str, np.ndarray]:
-    """The float64 mean of the clients' trees, leaf by leaf."""
-    return {name: np.mean([t[name].astype(np.float64) for t in trees], axis=0) for name in trees[0]}
-
-
-def max_abs_error(decoded: dict[str, Any], reference: dict[str, np.ndarray]) -> float:
-    """Largest ``|decoded - reference|`` over all leaves."""
-    return max(
-        float(np.max(np.abs(np.asarray(decoded[name], dtype=np.float64) - ref)))
-        for name, ref in reference.items()
-    )
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: the fields and the time per client."""
+        return {**asdict(self), "encrypt_s_per_client": self.encrypt_s_per_client}
 
 
 def flat_values(tree: Tree, shapes: Shapes) -> np.ndarray:
@@ -249,16 +133,17 @@ def flat_values(tree: Tree, shapes: Shapes) -> np.ndarray:
 
 def _bench_secagg(
     ctx: secagg.SecretContext, key: str, label: str, trees: Sequence[Tree],
-    reference: dict[str, np.ndarray], repeats: int, progress: bool, setup_s: float,
+    reference: dict[str, np.ndarray], repeats: int, show: bool, setup_s: float,
+    insecure: bool = False,
 ) -> SystemResult:
     """Encrypt every client's tree, sum the bytes, decrypt the mean (both secagg schemes)."""
     n_values = sum(v.size for v in trees[0].values())
     clients = len(trees)
     public_bytes = ctx.public.to_bytes()
     # clients and the aggregator hold only what they were sent
-    client_ctx = secagg.PublicContext.from_bytes(public_bytes)
-    server_ctx = secagg.PublicContext.from_bytes(public_bytes)
-    bar = _progress(clients + 2 * repeats, label, progress)
+    client_ctx = common.load_public(public_bytes, insecure)
+    server_ctx = common.load_public(public_bytes, insecure)
+    bar = common.progress(clients + 2 * repeats, label, show)
 
     bar.set_postfix_str("encrypt")
     blobs: list[bytes] = []
@@ -287,12 +172,7 @@ def _bench_secagg(
     assert total is not None
 
     bar.set_postfix_str("decrypt")
-    dec_times = []
-    mean: dict[str, Any] = {}
-    for _ in range(repeats):
-        t, mean = timed(lambda: ctx.decrypt(total, reduce="mean"))
-        dec_times.append(t)
-        bar.update()
+    dec = median_time(lambda: ctx.decrypt(total, reduce="mean"), repeats, bar.update)
     bar.close()
 
     describe = ctx.public.describe()
@@ -302,13 +182,13 @@ def _bench_secagg(
         label=label,
         encrypt_vps=n_values / statistics.median(enc_times),
         aggregate_vps=clients * n_values / statistics.median(agg_times),
-        decrypt_vps=n_values / statistics.median(dec_times),
+        decrypt_vps=n_values / dec.median_s,
         bytes_per_value=len(blobs[0]) / n_values,
         context_bytes=len(public_bytes),
-        max_abs_error=max_abs_error(mean, reference),
-        error_note=f"quantization, bound 2^-{FRAC_BITS + 1} = {2.0 ** -(FRAC_BITS + 1):.3g}; "
+        max_abs_error=max_abs_error(dec.result, reference),
+        error_note=f"quantization, bound 2^-{FRAC_BITS + 1} = {common.MEAN_ERROR_BOUND:.3g}; "
                    f"decoded leaves are float32 like the inputs",
-        samples_s={"encrypt": enc_times, "aggregate": agg_times, "decrypt": dec_times},
+        samples_s={"encrypt": enc_times, "aggregate": agg_times, "decrypt": dec.samples_s},
         params={
             "values": n_values, "clients": clients, "update_bytes": len(blobs[0]),
             "aggregate_bytes": len(total.to_bytes()), "ciphertexts": len(total.ciphertexts),
@@ -318,28 +198,25 @@ def _bench_secagg(
 
 
 def bench_secagg_paillier(trees: Sequence[Tree], reference: dict[str, np.ndarray], repeats: int,
-                          progress: bool) -> SystemResult:
-    """secagg's packed Paillier scheme with a fresh 2048-bit key."""
+                          show: bool, key_bits: int = common.PAILLIER_KEY_BITS) -> SystemResult:
+    """secagg's packed Paillier scheme with a fresh key (2048 bits unless ``--smoke``)."""
     setup_s, ctx = timed(lambda: secagg.generate(
-        "paillier", key_bits=PAILLIER_KEY_BITS, clip=CLIP, frac_bits=FRAC_BITS,
-        max_clients=MAX_CLIENTS, max_weight=MAX_WEIGHT,
-    ))
+        "paillier", **common.paillier_options(key_bits), **common.CODEC))
     return _bench_secagg(ctx, "secagg_paillier", "secagg paillier", trees, reference, repeats,
-                         progress, setup_s)
+                         show, setup_s, insecure=key_bits < common.PAILLIER_KEY_BITS)
 
 
 def bench_secagg_ckks(trees: Sequence[Tree], reference: dict[str, np.ndarray], repeats: int,
-                      progress: bool) -> SystemResult:
+                      show: bool) -> SystemResult:
     """secagg's CKKS scheme with the parameters its planner picks for this codec."""
-    setup_s, ctx = timed(lambda: secagg.generate(
-        "ckks", clip=CLIP, frac_bits=FRAC_BITS, max_clients=MAX_CLIENTS, max_weight=MAX_WEIGHT,
-    ))
+    setup_s, ctx = timed(lambda: secagg.generate("ckks", **common.CODEC))
     return _bench_secagg(ctx, "secagg_ckks", "secagg ckks", trees, reference, repeats,
-                         progress, setup_s)
+                         show, setup_s)
 
 
 def bench_phe_per_value(trees: Sequence[Tree], shapes: Shapes, samples: int, add_ops: int,
-                        repeats: int, progress: bool) -> SystemResult:
+                        repeats: int, show: bool,
+                        key_bits: int = common.PAILLIER_KEY_BITS) -> SystemResult:
     """Baseline A: plain ``phe``, one ``EncryptedNumber`` per float, timed on samples.
 
     ``P = max(1, samples // clients)`` positions spread over the update are
@@ -365,10 +242,10 @@ def bench_phe_per_value(trees: Sequence[Tree], shapes: Shapes, samples: int, add
     plain = [float(flats[k][i]) for i in positions for k in range(clients)]  # position-major
     n_samples = len(plain)
     ops = math.ceil(max(add_ops, n_samples) / n_samples) * n_samples
-    bar = _progress(3 * repeats, "phe per value", progress)
+    bar = common.progress(3 * repeats, "phe per value", show)
 
     bar.set_postfix_str("keygen")
-    setup_s, (pk, sk) = timed(lambda: phe.generate_paillier_keypair(n_length=PAILLIER_KEY_BITS))
+    setup_s, (pk, sk) = timed(lambda: phe.generate_paillier_keypair(n_length=key_bits))
     width = (pk.nsquare.bit_length() + 7) // 8
 
     def encrypt_all() -> tuple[list, list[bytes]]:
@@ -377,13 +254,8 @@ def bench_phe_per_value(trees: Sequence[Tree], shapes: Shapes, samples: int, add
                      for c in cts]
 
     bar.set_postfix_str("encrypt")
-    enc_times = []
-    cts: list = []
-    wire: list[bytes] = []
-    for _ in range(repeats):
-        t, (cts, wire) = timed(encrypt_all)
-        enc_times.append(t / n_samples)
-        bar.update()
+    enc = median_time(encrypt_all, repeats, bar.update)
+    cts, wire = enc.result
 
     def add_all() -> list:
         sums = []
@@ -399,35 +271,27 @@ def bench_phe_per_value(trees: Sequence[Tree], shapes: Shapes, samples: int, add
         return sums
 
     bar.set_postfix_str("aggregate")
-    add_times = []
-    sums: list = []
-    for _ in range(repeats):
-        t, sums = timed(add_all)
-        add_times.append(t / ops)
-        bar.update()
+    add = median_time(add_all, repeats, bar.update)
 
     bar.set_postfix_str("decrypt")
-    dec_times = []
-    for _ in range(repeats):
-        t, _ = timed(lambda: [sk.decrypt(c) for c in cts])
-        dec_times.append(t / n_samples)
-        bar.update()
+    dec = median_time(lambda: [sk.decrypt(c) for c in cts], repeats, bar.update)
     bar.close()
 
-    means = np.array([sk.decrypt(s) for s in sums[: len(positions)]]) / clients
+    means = np.array([sk.decrypt(s) for s in add.result[: len(positions)]]) / clients
     exact = np.mean([f[positions] for f in flats], axis=0)
     return SystemResult(
         key="phe_per_value",
         label="phe per value",
-        encrypt_vps=1 / statistics.median(enc_times),
-        aggregate_vps=1 / statistics.median(add_times),
-        decrypt_vps=1 / statistics.median(dec_times),
+        encrypt_vps=n_samples / enc.median_s,
+        aggregate_vps=ops / add.median_s,
+        decrypt_vps=n_samples / dec.median_s,
         bytes_per_value=width + PHE_EXPONENT.size,
         context_bytes=(pk.n.bit_length() + 7) // 8,
         max_abs_error=float(np.max(np.abs(means - exact))),
         error_note=f"phe float encoding; measured on {len(positions)} sampled positions",
-        samples_s={"encrypt_per_value": enc_times, "aggregate_per_op": add_times,
-                   "decrypt_per_value": dec_times},
+        samples_s={"encrypt_per_value": [t / n_samples for t in enc.samples_s],
+                   "aggregate_per_op": [t / ops for t in add.samples_s],
+                   "decrypt_per_value": [t / n_samples for t in dec.samples_s]},
         extrapolated_from={"encrypt": n_samples, "aggregate": ops, "decrypt": n_samples},
         params={
             "values": n_values, "clients": clients, "key_bits": pk.n.bit_length(),
@@ -441,7 +305,7 @@ def bench_phe_per_value(trees: Sequence[Tree], shapes: Shapes, samples: int, add
 
 
 def bench_tenseal_flare(trees: Sequence[Tree], shapes: Shapes, reference: dict[str, np.ndarray],
-                        repeats: int, progress: bool) -> SystemResult:
+                        repeats: int, show: bool) -> SystemResult:
     """Baseline B: TenSEAL CKKS with NVIDIA FLARE's defaults, one ``ckks_vector`` per layer.
 
     Clients and the aggregator load the public context (``make_context_public()``
@@ -454,25 +318,16 @@ def bench_tenseal_flare(trees: Sequence[Tree], shapes: Shapes, reference: dict[s
 
     clients = len(trees)
     n_values = sum(v.size for v in trees[0].values())
-    bar = _progress(clients + 2 * repeats, "TenSEAL (FLARE)", progress)
-
-    def keygen() -> tuple[Any, bytes]:
-        secret = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=FLARE_POLY_MODULUS_DEGREE,
-                            coeff_mod_bit_sizes=FLARE_COEFF_MOD_BIT_SIZES)
-        secret.global_scale = 2.0**FLARE_SCALE_BITS
-        public = secret.copy()
-        public.make_context_public()
-        return secret, public.serialize()
+    bar = common.progress(clients + 2 * repeats, "TenSEAL (FLARE)", show)
 
     bar.set_postfix_str("keygen")
-    setup_s, (secret_ctx, public_bytes) = timed(keygen)
-    pk_only_bytes = len(secret_ctx.serialize(save_public_key=True, save_secret_key=False,
-                                             save_galois_keys=False, save_relin_keys=False))
+    setup_s, (secret_ctx, public_bytes) = timed(common.flare_keys)
+    pk_only_bytes = common.flare_public_key_only_bytes(secret_ctx)
     client_ctx = ts.context_from(public_bytes)
     server_ctx = ts.context_from(public_bytes)
 
     def encrypt(tree: Tree) -> list[bytes]:
-        with _quiet_stdout():
+        with common.quiet_stdout():
             return [ts.ckks_vector(client_ctx, tree[name].ravel().tolist()).serialize()
                     for name, _ in shapes]
 
@@ -493,27 +348,17 @@ def bench_tenseal_flare(trees: Sequence[Tree], shapes: Shapes, reference: dict[s
         return sums
 
     bar.set_postfix_str("aggregate")
-    agg_times = []
-    sums: list = []
-    for _ in range(repeats):
-        t, sums = timed(aggregate)
-        agg_times.append(t)
-        bar.update()
+    agg = median_time(aggregate, repeats, bar.update)
 
     def decrypt() -> dict[str, np.ndarray]:
         out = {}
-        for (name, shape), vec in zip(shapes, sums):
+        for (name, shape), vec in zip(shapes, agg.result):
             vec.link_context(secret_ctx)
             out[name] = (np.asarray(vec.decrypt(), dtype=np.float64) / clients).reshape(shape)
         return out
 
     bar.set_postfix_str("decrypt")
-    dec_times = []
-    mean: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        t, mean = timed(decrypt)
-        dec_times.append(t)
-        bar.update()
+    dec = median_time(decrypt, repeats, bar.update)
     bar.close()
 
     update_bytes = sum(len(b) for b in updates[0])
@@ -522,13 +367,13 @@ def bench_tenseal_flare(trees: Sequence[Tree], shapes: Shapes, reference: dict[s
         key="tenseal_flare",
         label="TenSEAL (FLARE)",
         encrypt_vps=n_values / statistics.median(enc_times),
-        aggregate_vps=clients * n_values / statistics.median(agg_times),
-        decrypt_vps=n_values / statistics.median(dec_times),
+        aggregate_vps=clients * n_values / agg.median_s,
+        decrypt_vps=n_values / dec.median_s,
         bytes_per_value=update_bytes / n_values,
         context_bytes=len(public_bytes),
-        max_abs_error=max_abs_error(mean, reference),
+        max_abs_error=max_abs_error(dec.result, reference),
         error_note=f"CKKS approximation at scale 2^{FLARE_SCALE_BITS}; float64 output",
-        samples_s={"encrypt": enc_times, "aggregate": agg_times, "decrypt": dec_times},
+        samples_s={"encrypt": enc_times, "aggregate": agg.samples_s, "decrypt": dec.samples_s},
         params={
             "values": n_values, "clients": clients, "update_bytes": update_bytes,
             "poly_modulus_degree": FLARE_POLY_MODULUS_DEGREE,
@@ -541,35 +386,6 @@ def bench_tenseal_flare(trees: Sequence[Tree], shapes: Shapes, reference: dict[s
 
 
 # -- reporting -----------------------------------------------------------------
-
-
-def _fmt_rate(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def _fmt_ratio(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x >= 100:
-        return f"{x:,.0f}x"
-    if x >= 10:
-        return f"{x:,.1f}x"
-    return f"{x:.2f}x" if x >= 1 else f"{x:.2g}x"
-
-
-def _fmt_seconds(s: float) -> str:
-    if s >= 3600:
-        return f"{s / 3600:,.1f} h"
-    if s >= 60:
-        return f"{s / 60:,.1f} min"
-    return f"{s:,.2f} s" if s >= 0.1 else f"{s * 1e3:,.1f} ms"
 
 
 def ratios(results: Sequence[SystemResult]) -> dict[str, dict[str, float | None]]:
@@ -604,29 +420,19 @@ def table_rows(results: Sequence[SystemResult]) -> list[list[str]]:
         q = rat[r.key]
         rows.append([
             r.label + (" *" if r.extrapolated_from else ""),
-            _fmt_rate(r.encrypt_vps), _fmt_rate(r.aggregate_vps), _fmt_rate(r.decrypt_vps),
-            _fmt_seconds(r.encrypt_s_per_client), f"{r.bytes_per_value:,.2f}",
-            _fmt_bytes(r.context_bytes), f"{r.max_abs_error:.2e}",
-            _fmt_ratio(q["encrypt_speedup_vs_phe"]), _fmt_ratio(q["aggregate_speedup_vs_phe"]),
-            _fmt_ratio(q["decrypt_speedup_vs_phe"]), _fmt_ratio(q["bytes_ratio_vs_tenseal"]),
-            _fmt_ratio(q["encrypt_speed_ratio_vs_tenseal"]),
+            fmt_rate(r.encrypt_vps), fmt_rate(r.aggregate_vps), fmt_rate(r.decrypt_vps),
+            fmt_seconds(r.encrypt_s_per_client), f"{r.bytes_per_value:,.2f}",
+            fmt_bytes(r.context_bytes), f"{r.max_abs_error:.2e}",
+            fmt_ratio(q["encrypt_speedup_vs_phe"]), fmt_ratio(q["aggregate_speedup_vs_phe"]),
+            fmt_ratio(q["decrypt_speedup_vs_phe"]), fmt_ratio(q["bytes_ratio_vs_tenseal"]),
+            fmt_ratio(q["encrypt_speed_ratio_vs_tenseal"]),
         ])
     return rows
 
 
 def markdown_table(results: Sequence[SystemResult]) -> str:
     """The results as a GitHub-flavoured markdown table (numbers right-aligned)."""
-    rows = table_rows(results)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(HEADERS)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 2)) if i == 0 else ("-" * (w + 1) + ":")
-                         for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(HEADERS), sep, *(line(r) for r in rows)])
+    return common.markdown_table(HEADERS, table_rows(results))
 
 
 def footnotes(results: Sequence[SystemResult], config: dict[str, Any]) -> list[str]:
@@ -651,7 +457,8 @@ def footnotes(results: Sequence[SystemResult], config: dict[str, Any]) -> list[s
         notes.append(
             f"* phe per value: extrapolated from {e.get('encrypt')} encryption, "
             f"{e.get('aggregate')} addition and {e.get('decrypt')} decryption samples; "
-            f"bytes/value = 512-byte ciphertext + 2-byte exponent; context = the modulus n; "
+            f"bytes/value = {r.bytes_per_value - PHE_EXPONENT.size:.0f}-byte ciphertext + "
+            f"{PHE_EXPONENT.size}-byte exponent; context = the modulus n; "
             f"error on {r.params['error_positions']} sampled positions."
         )
     if "secagg_ckks" in by_key:
@@ -673,7 +480,7 @@ def footnotes(results: Sequence[SystemResult], config: dict[str, Any]) -> list[s
             f"TenSEAL (FLARE): N={p['poly_modulus_degree']}, moduli {p['coeff_mod_bit_sizes']}, "
             f"scale 2^{p['scale_bits']}, one ckks_vector per layer ({p['ciphertexts']} "
             f"ciphertexts); public context with relinearization keys as FLARE ships it "
-            f"({_fmt_bytes(p['public_key_only_context_bytes'])} with the public key only)."
+            f"({fmt_bytes(p['public_key_only_context_bytes'])} with the public key only)."
         )
     notes.append(
         "Errors: secagg's is quantization, at most 2^-17 = 7.63e-06 per value; TenSEAL's is "
@@ -682,150 +489,75 @@ def footnotes(results: Sequence[SystemResult], config: dict[str, Any]) -> list[s
     return notes
 
 
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU, Python and library versions, and the repository commit."""
-    versions = {}
-    for dist in ("numpy", "phe", "gmpy2", "tenseal", "msgpack", "tqdm"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    versions["secagg"] = secagg.__version__
-    versions["secagg_path"] = str(Path(secagg.__file__).resolve().parent)
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "libraries": versions,
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        info["loadavg_start"] = list(os.getloadavg())
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "secagg"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        info["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
-    return info
-
-
-def write_results(path: Path, results: Sequence[SystemResult], config: dict[str, Any],
-                  info: dict[str, Any], wall_s: float) -> Path:
-    """Write the JSON results to ``path`` and the markdown table next to it (``.md``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rat = ratios(results)
-    systems = {}
-    for r in results:
-        d = asdict(r)
-        d["encrypt_s_per_client"] = r.encrypt_s_per_client
-        d["ratios"] = rat[r.key]
-        systems[r.key] = d
-    doc = {
-        "benchmark": "bench_core",
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "statistic": "median",
-        "config": {**config, "shapes": [[n, list(s)] for n, s in config["shapes"]],
-                   "std": STD, "clip": CLIP, "frac_bits": FRAC_BITS,
-                   "max_clients": MAX_CLIENTS, "max_weight": MAX_WEIGHT},
-        "machine": info,
-        "wall_s": wall_s,
-        "systems": systems,
-    }
-    path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    md_path = path.with_suffix(".md")
-    md = [
-        f"# bench_core: {config['values']:,} values, {config['clients']} clients",
-        "",
-        f"{doc['timestamp']} · {info['platform']} · {info['cpu_count']} CPUs · "
-        f"Python {info['python']} · secagg {info['libraries']['secagg']} · "
-        f"tenseal {info['libraries']['tenseal']} · phe {info['libraries']['phe']} · "
-        f"commit {info.get('git_commit')}",
-        "",
-        markdown_table(results),
-        "",
-        *(f"- {n}" for n in footnotes(results, config)),
-        "",
-    ]
-    md_path.write_text("\n".join(md))
-    return md_path
+def markdown(doc: dict[str, Any], results: Sequence[SystemResult]) -> list[str]:
+    """The markdown file's lines: title, machine line, table, notes."""
+    config = doc["config"]
+    return common.markdown_lines(
+        f"bench_core: {config['values']:,} values, {config['clients']} clients", doc,
+        ("tenseal", "phe"), [markdown_table(results)], footnotes(results, config))
 
 
 # -- main ----------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line options; ``--quick`` changes the defaults of the sized options."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help=f"small run: {QUICK['values']:,} values, {QUICK['clients']} clients, "
-                        f"{QUICK['repeats']} repeat, {QUICK['phe_samples']} phe samples")
-    p.add_argument("--values", type=int, help=f"values per update (default {FULL['values']:,})")
-    p.add_argument("--clients", type=int, help=f"client updates summed (default {FULL['clients']})")
-    p.add_argument("--repeats", type=int,
-                   help=f"repeats of aggregation and decryption (default {FULL['repeats']})")
+    """Command-line options; ``--quick`` and ``--smoke`` change the defaults, explicit ones win."""
+    p = common.parser(
+        __doc__, f"small run: {QUICK['values']:,} values, {QUICK['clients']} clients, "
+           f"{QUICK['repeats']} repeat, {QUICK['phe_samples']} phe samples")
+    common.add_update_arguments(p, FULL)
     p.add_argument("--phe-samples", type=int,
                    help=f"values encrypted by the phe baseline (default {FULL['phe_samples']})")
     p.add_argument("--phe-add-ops", type=int,
                    help=f"additions timed for the phe baseline (default {FULL['phe_add_ops']})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic updates")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="JSON results path; the markdown table goes next to it (.md)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = p.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.values < 1:
-        p.error("--values must be positive")
-    if not 2 <= args.clients <= MAX_CLIENTS:
-        p.error(f"--clients must be in [2, {MAX_CLIENTS}] (secagg decrypts sums of >= 2 clients)")
-    if args.repeats < 1 or args.phe_samples < 1 or args.phe_add_ops < 1:
-        p.error("--repeats, --phe-samples and --phe-add-ops must be positive")
+    p.add_argument("--key-bits", type=int,
+                   help=f"Paillier key size of secagg and phe (default {FULL['key_bits']}; "
+                        f"--smoke: {SMOKE['key_bits']}, insecure)")
+    args = common.apply_defaults(p.parse_args(argv), FULL, QUICK, SMOKE)
+    common.check_update_arguments(p, args)
+    if args.phe_samples < 1 or args.phe_add_ops < 1:
+        p.error("--phe-samples and --phe-add-ops must be positive")
+    common.check_key_bits(p, [args.key_bits], args.smoke)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every system on the same data, print the table, write JSON and markdown."""
+    """Run every system on the same data, print the table; with ``--out``, write JSON and markdown."""
     args = parse_args(argv)
-    start = time.perf_counter()
-    info = machine_info()
-    shapes = model_shapes(args.values)
+    run = common.Run()
+    shapes = common.model_shapes(args.values)
     config = {"values": args.values, "clients": args.clients, "repeats": args.repeats,
               "phe_samples": args.phe_samples, "phe_add_ops": args.phe_add_ops,
-              "seed": args.seed, "quick": args.quick, "shapes": shapes}
+              "key_bits": args.key_bits, "seed": args.seed, "quick": args.quick,
+              "smoke": args.smoke, "shapes": shapes}
     print(f"bench_core: {args.values:,} values x {args.clients} clients, {args.repeats} repeat(s); "
-          f"{info['platform']}, {info['cpu_count']} CPUs, Python {info['python']}", flush=True)
-    trees = make_client_trees(shapes, args.clients, args.seed)
-    reference = exact_mean(trees)
-    progress = not args.no_progress
+          f"{run.summary()}", flush=True)
+    trees = common.make_client_trees(shapes, args.clients, args.seed)
+    reference = common.exact_mean(trees)
+    show = not args.no_progress
 
     results = [
-        bench_secagg_paillier(trees, reference, args.repeats, progress),
-        bench_secagg_ckks(trees, reference, args.repeats, progress),
+        bench_secagg_paillier(trees, reference, args.repeats, show, args.key_bits),
+        bench_secagg_ckks(trees, reference, args.repeats, show),
         bench_phe_per_value(trees, shapes, args.phe_samples, args.phe_add_ops, args.repeats,
-                            progress),
-        bench_tenseal_flare(trees, shapes, reference, args.repeats, progress),
+                            show, args.key_bits),
+        bench_tenseal_flare(trees, shapes, reference, args.repeats, show),
     ]
-    wall_s = time.perf_counter() - start
-    if hasattr(os, "getloadavg"):
-        info["loadavg_end"] = list(os.getloadavg())
+    wall_s = run.finish()
 
     print()
     print(markdown_table(results))
     print()
     for note in footnotes(results, config):
         print(f"- {note}")
-    md_path = write_results(args.out, results, config, info, wall_s)
-    print(f"\nwall time {_fmt_seconds(wall_s)}; wrote {args.out} and {md_path}")
+    rat = ratios(results)
+    doc = common.result_doc(
+        "bench_core",
+        {**config, "std": STD, "clip": CLIP, "frac_bits": FRAC_BITS, "max_clients": MAX_CLIENTS,
+         "max_weight": MAX_WEIGHT},
+        run, systems={r.key: {**r.as_dict(), "ratios": rat[r.key]} for r in results})
+    common.report_written(wall_s, common.write_results(args.out, "core", doc,
+                                                       markdown(doc, results)))
     return 0
 
 

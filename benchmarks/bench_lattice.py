@@ -40,23 +40,19 @@ Usage::
     python benchmarks/bench_lattice.py            # 100k values + 1M encrypt, 10 clients (~2 min)
     python benchmarks/bench_lattice.py --quick    # 10k values, no 1M, 1 round (< ~60 s)
     python benchmarks/bench_lattice.py --values 50000 --big-copies 0 --out /tmp/lattice.json
+    python benchmarks/bench_lattice.py --out benchmarks/results   # what `make bench` commits
 
-Results go to ``benchmarks/results/lattice.json``, ``lattice.md`` and
-``lattice.png`` (see ``--out``).
+The tables go to stdout; nothing is written unless ``--out`` names a folder
+(``lattice.json``, ``lattice.md`` and ``lattice.png`` go there) or a ``.json``
+path (the ``.md`` and ``.png`` next to it).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import importlib.metadata
-import json
-import math
-import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +60,14 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_core, when imported from elsewhere
+import common  # first: it puts this checkout on sys.path if secagg is not installed
 
-import bench_core as core  # noqa: E402  (helpers, data, constants: one source of truth)
-from bench_core import (  # noqa: E402
+# isort: split
+import secagg
+import secagg.schemes.lattice.bfv  # load the backends now, not inside a timed call
+import secagg.schemes.lattice.ckks
+import secagg.schemes.lattice.seal
+from common import (
     CLIP,
     FLARE_COEFF_MOD_BIT_SIZES,
     FLARE_POLY_MODULUS_DEGREE,
@@ -75,35 +75,28 @@ from bench_core import (  # noqa: E402
     FRAC_BITS,
     MAX_CLIENTS,
     MAX_WEIGHT,
-    REPO_ROOT,
+    MEAN_ERROR_BOUND,
     STD,
+    Problems,
     Shapes,
     Tree,
-    _fmt_bytes,
-    _fmt_rate,
-    _fmt_ratio,
-    _fmt_seconds,
-    _progress,
-    _quiet_stdout,
     exact_mean,
+    fmt_bytes,
+    fmt_rate,
+    fmt_seconds,
     make_client_trees,
     max_abs_error,
     model_shapes,
     timed,
 )
 
-import secagg  # noqa: E402
-import secagg.bfv  # noqa: E402,F401  (load the backends now, not inside a timed call)
-import secagg.ckks  # noqa: E402,F401
-import secagg.lattice  # noqa: E402,F401
-
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "lattice.json"
 FULL = {"values": 100_000, "clients": 10, "rounds": 5, "repeats": 5, "big_copies": 10,
         "big_rounds": 9}
 QUICK = {"values": 10_000, "clients": 10, "rounds": 2, "repeats": 3, "big_copies": 0,
          "big_rounds": 1}
+SMOKE = {"values": 200, "clients": 2, "rounds": 1, "repeats": 1, "big_copies": 0,
+         "big_rounds": 1}
 TARGET_VALUES = 100_000
-MEAN_ERROR_BOUND = 2.0 ** -(FRAC_BITS + 1)
 
 # system key -> label; "flare" is the baseline every ratio is taken against
 SYSTEMS = {
@@ -171,19 +164,6 @@ class Cell:
         }
 
 
-class Problems:
-    """secagg misbehaviour seen during the run (inexact sums, errors above the bound, ...)."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def check(self, ok: bool, what: str) -> bool:
-        if not ok:
-            self.items.append(what)
-            print(f"\nSECAGG PROBLEM: {what}", file=sys.stderr, flush=True)
-        return ok
-
-
 # -- systems -------------------------------------------------------------------
 
 
@@ -194,25 +174,15 @@ class Flare:
         import tenseal as ts
 
         self.ts = ts
-
-        def keygen() -> tuple[Any, bytes]:
-            secret = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=FLARE_POLY_MODULUS_DEGREE,
-                                coeff_mod_bit_sizes=FLARE_COEFF_MOD_BIT_SIZES, n_threads=1)
-            secret.global_scale = 2.0**FLARE_SCALE_BITS
-            public = secret.copy()
-            public.make_context_public()  # what FLARE ships: public + relinearization keys
-            return secret, public.serialize()
-
-        self.keygen_s, (self.secret, self.public_bytes) = timed(keygen)
-        self.pk_only_bytes = len(self.secret.serialize(
-            save_public_key=True, save_secret_key=False, save_galois_keys=False,
-            save_relin_keys=False))
+        # what FLARE ships: public + relinearization keys
+        self.keygen_s, (self.secret, self.public_bytes) = timed(lambda: common.flare_keys(1))
+        self.pk_only_bytes = common.flare_public_key_only_bytes(self.secret)
         self.clients = {w: ts.context_from(self.public_bytes, n_threads=w) for w in workers}
         self.server = ts.context_from(self.public_bytes, n_threads=1)
 
     def encrypt(self, tree: Tree, workers: int) -> list[bytes]:
         ctx = self.clients[workers]
-        with _quiet_stdout():  # TenSEAL warns on stdout about multi-ciphertext vectors
+        with common.quiet_stdout():  # TenSEAL warns on stdout about multi-ciphertext vectors
             return [self.ts.ckks_vector(ctx, leaf.ravel().tolist()).serialize()
                     for leaf in tree.values()]
 
@@ -240,12 +210,10 @@ class Secagg:
 
     def __init__(self, scheme: str) -> None:
         self.scheme = scheme
-        self.keygen_s, self.ctx = timed(lambda: secagg.generate(
-            scheme, max_clients=MAX_CLIENTS, clip=CLIP, frac_bits=FRAC_BITS,
-            max_weight=MAX_WEIGHT))
+        self.keygen_s, self.ctx = timed(lambda: secagg.generate(scheme, **common.CODEC))
         self.public_bytes = self.ctx.public.to_bytes()
-        self.client = secagg.PublicContext.from_bytes(self.public_bytes)
-        self.server = secagg.PublicContext.from_bytes(self.public_bytes)
+        self.client = common.load_public(self.public_bytes)
+        self.server = common.load_public(self.public_bytes)
 
     def encrypt(self, tree: Tree, workers: int, seeded: bool) -> bytes:
         who = self.ctx if seeded else self.client
@@ -296,7 +264,7 @@ class Secagg:
             for c in upd.ciphertexts:
                 pt = sa.Plaintext()
                 sb._decryptor.decrypt(c.ct, pt)
-                raw = np.asarray(sb.public._encoder.decode_double(pt), dtype=np.float64)
+                raw = np.asarray(sb.public.encoder.decode_double(pt), dtype=np.float64)
                 worst = max(worst, float(np.max(np.abs(raw - np.rint(raw)))))
             return {"max_rounding_residual": worst}
         except Exception as exc:  # private API: informative only
@@ -333,7 +301,7 @@ class Bench:
         return [(s, w) for s in SYSTEMS for w in self.worker_counts]
 
     # -- main size: encrypt, aggregate, decrypt, check ------------------------
-    def run_main(self, values: int, progress: bool) -> dict[str, Any]:
+    def run_main(self, values: int, show: bool) -> dict[str, Any]:
         args = self.args
         shapes = model_shapes(values)
         trees = make_client_trees(shapes, args.clients, args.seed)
@@ -342,7 +310,7 @@ class Bench:
         cells = {f"{s}_w{w}": Cell(s, w, values) for s, w in variants}
         uploads: dict[str, list[Any]] = {k: [None] * args.clients for k in cells}
         steps = args.rounds * args.clients * len(variants) + args.repeats * 2 * len(SYSTEMS)
-        bar = _progress(steps, f"{values:,} values", progress)
+        bar = common.progress(steps, f"{values:,} values", show)
 
         bar.set_postfix_str("encrypt")
         for rnd in range(args.rounds):
@@ -371,7 +339,7 @@ class Bench:
                     if phase == "aggregate":
                         agg = self.flare.aggregate if system == "flare" else \
                             self.scheme_of(system).aggregate
-                        t, totals[system] = timed(lambda agg=agg: agg(uploads[cell.key]))
+                        t, totals[system] = timed(lambda agg=agg, key=cell.key: agg(uploads[key]))
                         cell.aggregate_s.append(t)
                     else:
                         if system == "flare":
@@ -413,7 +381,7 @@ class Bench:
         return {"values": values, "shapes": shapes, "big": False, "cells": cells, "noise": noise}
 
     # -- big size: encryption with 1 and W workers only ------------------------
-    def run_big(self, copies: int, progress: bool) -> dict[str, Any]:
+    def run_big(self, copies: int, show: bool) -> dict[str, Any]:
         args = self.args
         base = model_shapes(args.values)
         shapes: Shapes = [(f"copy{i}.{name}", shape) for i in range(copies) for name, shape in base]
@@ -422,7 +390,7 @@ class Bench:
         variants = self.variants()
         cells = {f"{s}_w{w}": Cell(s, w, values) for s, w in variants}
         last: dict[str, Any] = {}
-        bar = _progress(args.big_rounds * len(variants), f"{values:,} values", progress)
+        bar = common.progress(args.big_rounds * len(variants), f"{values:,} values", show)
         bar.set_postfix_str("encrypt")
         for rnd in range(args.big_rounds):
             shift = rnd % len(variants)
@@ -544,7 +512,7 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
              f" ({ck.bytes_per_value:.2f} vs {flare.bytes_per_value:.2f} bytes/value)", skip),
         line("secagg ckks encrypt >= 1.5x NVFlare default (1 core each)",
              rat["ckks_w1"]["encrypt_vs_flare_1thread"], 1.5, False, "{:.2f}x",
-             f" ({_fmt_rate(ck.encrypt_vps)} vs {_fmt_rate(flare.encrypt_vps)} values/s)", skip),
+             f" ({fmt_rate(ck.encrypt_vps)} vs {fmt_rate(flare.encrypt_vps)} values/s)", skip),
         line(f"secagg ckks encrypt with {workers} cores >= 2.5x NVFlare default (1 core)",
              best2[0] if best2 else None, 2.5, False, "{:.2f}x",
              f" (best at {best2[1]:,} values; "
@@ -563,7 +531,7 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
              rat["bfv_w1"]["bytes_smaller_than_flare"], 3.5, False, "{:.2f}x", "", skip),
         line("secagg bfv encrypt >= 2.5x NVFlare default (1 core each)",
              rat["bfv_w1"]["encrypt_vs_flare_1thread"], 2.5, False, "{:.2f}x",
-             f" ({_fmt_rate(bf.encrypt_vps)} vs {_fmt_rate(flare.encrypt_vps)} values/s)", skip),
+             f" ({fmt_rate(bf.encrypt_vps)} vs {fmt_rate(flare.encrypt_vps)} values/s)", skip),
     ]
     out.append(exact_line("secagg bfv exact decoded sum", bf, skip))
     out += [
@@ -577,8 +545,8 @@ def targets(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
         r2 = cells[f"ckks_w{workers}"]
         out.append(line(f"(for comparison) secagg ckks {workers} workers vs NVFlare n_threads="
                         f"{workers}", (r2.encrypt_vps / f2.encrypt_vps), None, False, "{:.2f}x",
-                        f" at {main['values']:,} values ({_fmt_rate(r2.encrypt_vps)} vs "
-                        f"{_fmt_rate(f2.encrypt_vps)} values/s)"))
+                        f" at {main['values']:,} values ({fmt_rate(r2.encrypt_vps)} vs "
+                        f"{fmt_rate(f2.encrypt_vps)} values/s)"))
     return out
 
 
@@ -590,21 +558,9 @@ HEADERS = ["system", "values", "workers", "encrypt values/s", "encrypt s/client"
            "exact sum"]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i < left else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 2)) if i < left else ("-" * (w + 1) + ":")
-                         for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
-
-
 def _ratio(x: float | None) -> str:
     """bench_core's ratio format, but two decimals below 10 (0.999x reads 1.00x, not 1x)."""
-    return _fmt_ratio(x) if x is None or x >= 10 else f"{x:.2f}x"
+    return common.fmt_ratio(x, floor=0.0)
 
 
 def _opt(x: float | None, fmt: Callable[[float], str]) -> str:
@@ -625,15 +581,15 @@ def main_table(results: dict[str, Any]) -> str:
             if c.system == "flare" and c.exact is False:
                 exact = "no (approx.)"
             rows.append([
-                label, f"{c.values:,}", str(c.workers), _opt(c.encrypt_vps, _fmt_rate),
-                _opt(c.values / c.encrypt_vps if c.encrypt_vps else None, _fmt_seconds),
-                _opt(c.aggregate_vps, _fmt_rate), _opt(c.decrypt_vps, _fmt_rate),
+                label, f"{c.values:,}", str(c.workers), _opt(c.encrypt_vps, fmt_rate),
+                _opt(c.values / c.encrypt_vps if c.encrypt_vps else None, fmt_seconds),
+                _opt(c.aggregate_vps, fmt_rate), _opt(c.decrypt_vps, fmt_rate),
                 f"{c.bytes_per_value:.2f}", f"{c.bytes_per_value / 4:.2f}x",
                 _ratio(rat[key]["bytes_smaller_than_flare"]),
                 _ratio(rat[key]["encrypt_vs_flare_1thread"]),
                 _opt(c.max_abs_error, lambda e: f"{e:.2e}"), exact,
             ])
-    return _table(HEADERS, rows)
+    return common.markdown_table(HEADERS, rows)
 
 
 PLAN_HEADERS = ["scheme", "N", "moduli (bits)", "scale / plain modulus", "slots",
@@ -662,14 +618,14 @@ def plan_table(plans: dict[str, Any], noise: dict[str, Any]) -> str:
         rows.append([f"secagg {name}", str(p["poly_modulus_degree"]),
                      str(list(p["coeff_mod_bit_sizes"])), scale, f"{p['slots']:,}", margin,
                      measured, f"{p['approx_bytes_per_value']:.1f}",
-                     _fmt_bytes(p["public_context_bytes"]), _fmt_seconds(p["keygen_s"])])
+                     fmt_bytes(p["public_context_bytes"]), fmt_seconds(p["keygen_s"])])
     f = plans["flare"]
     rows.append(["NVFlare default", str(f["poly_modulus_degree"]), str(f["coeff_mod_bit_sizes"]),
                  f"scale 2^{f['scale_bits']}", f"{f['slots']:,}", "- (approximate)", "-", "-",
-                 f"{_fmt_bytes(f['public_context_bytes'])} "
-                 f"({_fmt_bytes(f['public_key_only_context_bytes'])} pk only)",
-                 _fmt_seconds(f["keygen_s"])])
-    return _table(PLAN_HEADERS, rows)
+                 f"{fmt_bytes(f['public_context_bytes'])} "
+                 f"({fmt_bytes(f['public_key_only_context_bytes'])} pk only)",
+                 fmt_seconds(f["keygen_s"])])
+    return common.markdown_table(PLAN_HEADERS, rows)
 
 
 def footnotes(results: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -697,7 +653,7 @@ def footnotes(results: dict[str, Any], config: dict[str, Any]) -> list[str]:
         "seeded: the key holder's `ctx.encrypt(tree)` (symmetric, seeded ciphertexts, the "
         "shared-key arrangement); the aggregator expands the seed when it loads the bytes.",
     ]
-    min_cts = 2 * getattr(secagg.lattice, "_MIN_PARALLEL_CTS", 4)
+    min_cts = 2 * getattr(secagg.schemes.lattice.seal, "_MIN_PARALLEL_CTS", 4)
     serial = [f"{name} ({-(-(main['values'] + 2) // p['slots'])} ciphertexts)"
               for name, p in results["plans"].items() if name in ("ckks", "bfv")
               and -(-(main["values"] + 2) // p["slots"]) < min_cts]
@@ -716,14 +672,10 @@ def footnotes(results: dict[str, Any], config: dict[str, Any]) -> list[str]:
 
 def plot(results: dict[str, Any], path: Path) -> Path | None:
     """Bytes/value and encrypt values/s per system (1 and W workers; main and big size)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        print("matplotlib not installed: no figure", file=sys.stderr)
+    plt = common.pyplot()
+    if plt is None:
         return None
+    import matplotlib.ticker
     main, big = results["main"], results.get("big")
     systems = list(SYSTEMS)
     labels = [SYSTEMS[s].replace(" (TenSEAL CKKS)", "\n(TenSEAL CKKS)").replace(", seeded",
@@ -734,10 +686,8 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     xs = np.arange(len(systems))
 
     bpv = [main["cells"][f"{s}_w1"].bytes_per_value for s in systems]
-    bars = ax1.bar(xs, bpv, color=["#888888"] + ["#1f77b4", "#2ca02c", "#6baed6", "#98df8a"])
-    for b, y in zip(bars, bpv):
-        ax1.annotate(f"{y:.1f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom",
-                     fontsize=8, xytext=(0, 2), textcoords="offset points")
+    bars = ax1.bar(xs, bpv, color=["#888888", "#1f77b4", "#2ca02c", "#6baed6", "#98df8a"])
+    common.annotate_bars(ax1, bars, bpv, lambda y: f"{y:.1f}", fontsize=8, rotation=0)
     ax1.axhline(4, color="k", ls=":", lw=1)
     ax1.text(-0.45, 4, "float32 (4 bytes)", ha="left", va="bottom", fontsize=8)
     ax1.set_xticks(xs)
@@ -753,12 +703,8 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         pos = xs + (i - (len(series) - 1) / 2) * width
         bars = ax2.bar(pos, ys, width, label=f"{size['values']:,} values, {w} "
                                              f"{'core' if w == 1 else 'cores'}")
-        for b, y in zip(bars, ys):
-            if not math.isnan(y):
-                ax2.annotate(_fmt_rate(y), (b.get_x() + b.get_width() / 2, y), ha="center",
-                             va="bottom", fontsize=6.5, rotation=90, xytext=(0, 2),
-                             textcoords="offset points")
-    lo, hi = ax2.get_ylim()
+        common.annotate_bars(ax2, bars, ys)
+    _, hi = ax2.get_ylim()
     ax2.set_ylim(0, hi * 1.25)
     ax2.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:,.0f}"))
     ax2.set_xticks(xs)
@@ -767,52 +713,12 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     ax2.set_title("client encryption speed")
     ax2.grid(axis="y", alpha=0.3)
     ax2.legend(fontsize=8)
-    fig.suptitle("secagg CKKS / BFV vs NVFlare's TenSEAL default "
-                 "(NVFlare workers = TenSEAL n_threads)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, path, "secagg CKKS / BFV vs NVFlare's TenSEAL default "
+                                         "(NVFlare workers = TenSEAL n_threads)")
 
 
-def machine_info() -> dict[str, Any]:
-    """bench_core's machine information, plus the CPU model and matplotlib."""
-    info = core.machine_info()
-    try:
-        info["libraries"]["matplotlib"] = importlib.metadata.version("matplotlib")
-    except importlib.metadata.PackageNotFoundError:
-        info["libraries"]["matplotlib"] = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Cell):
-        return _jsonable(x.as_dict())
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
-def write_results(path: Path, results: dict[str, Any], config: dict[str, Any],
-                  info: dict[str, Any], wall_s: float, target_rows: list[dict[str, Any]],
-                  problems: list[str]) -> tuple[Path, Path | None]:
-    """Write the JSON to ``path``, the markdown next to it (``.md``) and the figure (``.png``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def json_sizes(results: dict[str, Any]) -> dict[str, Any]:
+    """Per measured size: its tree, every variant's figures and ratios, the measured noise."""
     sizes = {}
     for name in ("main", "big"):
         size = results.get(name)
@@ -825,72 +731,36 @@ def write_results(path: Path, results: dict[str, Any], config: dict[str, Any],
             "variants": {k: {**c.as_dict(), "ratios": rat[k]} for k, c in size["cells"].items()},
             "measured_noise": size.get("noise"),
         }
-    doc = {
-        "benchmark": "bench_lattice",
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "statistic": "median",
-        "config": {**config, "std": STD, "clip": CLIP, "frac_bits": FRAC_BITS,
-                   "max_clients": MAX_CLIENTS, "max_weight": MAX_WEIGHT,
-                   "flare": {"poly_modulus_degree": FLARE_POLY_MODULUS_DEGREE,
-                             "coeff_mod_bit_sizes": FLARE_COEFF_MOD_BIT_SIZES,
-                             "scale_bits": FLARE_SCALE_BITS}},
-        "machine": info,
-        "wall_s": wall_s,
-        "plans": results["plans"],
-        "sizes": sizes,
-        "targets": target_rows,
-        "secagg_problems": problems,
-    }
-    path.write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
-    png = plot(results, path.with_suffix(".png"))
-    md_path = path.with_suffix(".md")
-    md = [
-        f"# bench_lattice: secagg CKKS and BFV vs NVFlare's TenSEAL default, "
-        f"{results['main']['values']:,} values, {config['clients']} clients",
-        "",
-        f"{doc['timestamp']} · {info['platform']} · {info['cpu_count']} CPUs "
-        f"({info.get('cpu_model', '?')}) · Python {info['python']} · secagg "
-        f"{info['libraries']['secagg']} · tenseal {info['libraries']['tenseal']} · commit "
-        f"{info.get('git_commit')} · load {info.get('loadavg_start')} → "
-        f"{info.get('loadavg_end')} · wall time {_fmt_seconds(wall_s)}",
-        "",
-        main_table(results),
-        "",
-        "## Plans (`pub.describe()`)",
-        "",
-        plan_table(results["plans"], results["main"].get("noise", {})),
-        "",
-        *(f"- {n}" for n in footnotes(results, config)),
-        "",
-        f"## Targets ({TARGET_VALUES:,} values, {config['clients']} clients)",
-        "",
-        *(f"    {t['line']}" for t in target_rows),
-        "",
-    ]
-    if problems:
-        md += ["## secagg problems seen", "", *(f"- {p}" for p in problems), ""]
-    if png is not None:
-        md += [f"![bytes/value and encrypt values/s]({png.name})", ""]
-    md_path.write_text("\n".join(md))
-    return md_path, png
+    return sizes
+
+
+def markdown(doc: dict[str, Any], results: dict[str, Any], target_rows: list[dict[str, Any]],
+             problems: list[str]) -> list[str]:
+    """The markdown file's lines: title, machine line, the tables, notes, targets."""
+    config = doc["config"]
+    title = (f"bench_lattice: secagg CKKS and BFV vs NVFlare's TenSEAL default, "
+             f"{results['main']['values']:,} values, {config['clients']} clients")
+    tables = [main_table(results), "## Plans (`pub.describe()`)",
+              plan_table(results["plans"], results["main"].get("noise", {}))]
+    return [*common.markdown_lines(title, doc, ("tenseal",), tables, footnotes(results, config)),
+            *common.target_lines(targets_title(config), target_rows, problems, markdown=True)]
+
+
+def targets_title(config: dict[str, Any]) -> str:
+    return f"Targets ({TARGET_VALUES:,} values, {config['clients']} clients)"
 
 
 # -- main ----------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line options; ``--quick`` changes the defaults, explicit options win."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help=f"small run: {QUICK['values']:,} values, {QUICK['rounds']} round, "
-                        f"{QUICK['repeats']} repeat, no big update")
-    p.add_argument("--values", type=int, help=f"values per update (default {FULL['values']:,})")
-    p.add_argument("--clients", type=int, help=f"client updates summed (default {FULL['clients']})")
+    """Command-line options; ``--quick`` and ``--smoke`` change the defaults, explicit ones win."""
+    p = common.parser(
+        __doc__, f"small run: {QUICK['values']:,} values, {QUICK['rounds']} rounds, "
+           f"{QUICK['repeats']} repeats, no big update")
+    common.add_update_arguments(p, FULL)
     p.add_argument("--rounds", type=int,
                    help=f"encryptions of every client's tree per variant (default {FULL['rounds']})")
-    p.add_argument("--repeats", type=int,
-                   help=f"repeats of aggregation and decryption (default {FULL['repeats']})")
     p.add_argument("--big-copies", type=int,
                    help=f"the big update holds this many copies of the tree; 0 skips it "
                         f"(default {FULL['big_copies']})")
@@ -899,50 +769,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2,
                    help="workers (secagg) and n_threads (TenSEAL) of the multi-core variants "
                         "(default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic updates")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="JSON results path; markdown (.md) and figure (.png) go next to it")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = p.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.values < 1:
-        p.error("--values must be positive")
-    if not 2 <= args.clients <= MAX_CLIENTS:
-        p.error(f"--clients must be in [2, {MAX_CLIENTS}] (secagg decrypts sums of >= 2 clients)")
-    if min(args.rounds, args.repeats, args.big_rounds, args.workers) < 1 or args.big_copies < 0:
-        p.error("--rounds, --repeats, --big-rounds and --workers must be positive, "
+    args = common.apply_defaults(p.parse_args(argv), FULL, QUICK, SMOKE)
+    common.check_update_arguments(p, args)
+    if min(args.rounds, args.big_rounds, args.workers) < 1 or args.big_copies < 0:
+        p.error("--rounds, --big-rounds and --workers must be positive, "
                 "--big-copies non-negative")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every system on the same data, print the tables, write JSON, markdown and PNG."""
+    """Run every system on the same data, print the tables; ``--out`` writes JSON, md and PNG."""
     args = parse_args(argv)
-    start = time.perf_counter()
-    info = machine_info()
+    run = common.Run()
     config = {k: getattr(args, k) for k in
               ("values", "clients", "rounds", "repeats", "big_copies", "big_rounds", "workers",
-               "seed", "quick")}
+               "seed", "quick", "smoke")}
     print(f"bench_lattice: {args.values:,} values x {args.clients} clients, {args.rounds} "
           f"encrypt round(s), {args.repeats} repeat(s)"
           + (f", {args.big_copies * args.values:,}-value update" if args.big_copies else "")
-          + f", workers 1 and {args.workers}; {info['platform']}, {info['cpu_count']} CPUs, "
-          f"Python {info['python']}", flush=True)
-    progress = not args.no_progress
+          + f", workers 1 and {args.workers}; {run.summary()}", flush=True)
+    show = not args.no_progress
     problems = Problems()
     print("key generation (NVFlare default, secagg ckks, secagg bfv) ...", file=sys.stderr,
           flush=True)
     bench = Bench(args, problems)
     results: dict[str, Any] = {"plans": bench.plans()}
-    results["main"] = bench.run_main(args.values, progress)
+    results["main"] = bench.run_main(args.values, show)
     if args.big_copies:
-        results["big"] = bench.run_big(args.big_copies, progress)
-    wall_s = time.perf_counter() - start
-    if hasattr(os, "getloadavg"):
-        info["loadavg_end"] = list(os.getloadavg())
+        results["big"] = bench.run_big(args.big_copies, show)
+    wall_s = run.finish()
 
     target_rows = targets(results, args.workers)
     print()
@@ -953,17 +808,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in footnotes(results, config):
         print(f"- {note}")
     print()
-    print(f"Targets ({TARGET_VALUES:,} values, {args.clients} clients):")
-    for t in target_rows:
-        print(f"  {t['line']}")
-    if problems.items:
-        print("\nsecagg problems seen:")
-        for item in problems.items:
-            print(f"  - {item}")
-    md_path, png = write_results(args.out, results, config, info, wall_s, target_rows,
-                                 problems.items)
-    print(f"\nwall time {_fmt_seconds(wall_s)}; wrote {args.out}, {md_path}"
-          + (f" and {png}" if png else ""))
+    print("\n".join(common.target_lines(targets_title(config), target_rows, problems.items)))
+    doc = common.result_doc(
+        "bench_lattice",
+        {**config, "std": STD, "clip": CLIP, "frac_bits": FRAC_BITS, "max_clients": MAX_CLIENTS,
+         "max_weight": MAX_WEIGHT,
+         "flare": {"poly_modulus_degree": FLARE_POLY_MODULUS_DEGREE,
+                   "coeff_mod_bit_sizes": FLARE_COEFF_MOD_BIT_SIZES,
+                   "scale_bits": FLARE_SCALE_BITS}},
+        run, plans=results["plans"], sizes=json_sizes(results), targets=target_rows,
+        secagg_problems=problems.items)
+    written = common.write_results(
+        args.out, "lattice", doc, markdown(doc, results, target_rows, problems.items),
+        plot=lambda path: plot(results, path), figure_alt="bytes/value and encrypt values/s")
+    common.report_written(wall_s, written)
     return 0
 
 

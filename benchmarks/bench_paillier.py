@@ -43,81 +43,61 @@ Usage::
     python benchmarks/bench_paillier.py            # 2048 + 3072 bits, 10k/100k/1M values (< ~10 min)
     python benchmarks/bench_paillier.py --quick    # 2048 bits, 10k and 100k values (< ~90 s)
     python benchmarks/bench_paillier.py --keys 2048 --sizes 10k 100k --out /tmp/paillier.json
+    python benchmarks/bench_paillier.py --out benchmarks/results   # what `make bench` commits
 
-Results go to ``benchmarks/results/paillier.json``, ``paillier.md`` and
-``paillier.png`` (see ``--out``).
+The tables go to stdout; nothing is written unless ``--out`` names a folder
+(``paillier.json``, ``paillier.md`` and ``paillier.png`` go there) or a ``.json``
+path (the ``.md`` and ``.png`` next to it).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
 import gc
-import importlib.metadata
-import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # fallback: run from a checkout without installing
-    sys.path.append(str(REPO_ROOT))
+import common  # first: it puts this checkout on sys.path if secagg is not installed
 
-import phe  # noqa: E402
+# isort: split
+import phe
 
-import secagg  # noqa: E402
-import secagg.paillier  # noqa: E402,F401  (load the backend now, not inside a timed call)
+import secagg
+import secagg.schemes.paillier.backend  # load the backend now, not inside a timed call
+from common import (
+    CLIP,
+    CODEC,
+    FRAC_BITS,
+    MAX_CLIENTS,
+    MAX_WEIGHT,
+    STD,
+    Problems,
+    Tree,
+    fmt_bytes,
+    fmt_rate,
+    fmt_seconds,
+    gc_paused,
+    timed,
+)
 
 try:
     from secagg.update import EXTRA_SLOTS  # the encrypted weight and count after the values
 except ImportError:  # pragma: no cover - older layouts
     EXTRA_SLOTS = 2
 
-try:
-    from tqdm import tqdm
-except ImportError:  # tqdm is optional: fall back to a silent stand-in
-    class tqdm:  # type: ignore[no-redef]
-        """Minimal no-op replacement used when tqdm is not installed."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def update(self, n: int = 1) -> None:
-            """Ignore progress."""
-
-        def set_postfix_str(self, s: str) -> None:
-            """Ignore the phase label."""
-
-        def close(self) -> None:
-            """Nothing to close."""
-
-
-T = TypeVar("T")
-Tree = dict[str, np.ndarray]
-
-# Fixed benchmark parameters (see the module docstring and benchmarks/README.md).
-STD = 0.1
-CLIP = 1.0
-FRAC_BITS = 16
-MAX_CLIENTS = 100
-MAX_WEIGHT = 1
-CODEC = {"clip": CLIP, "frac_bits": FRAC_BITS, "max_clients": MAX_CLIENTS, "max_weight": MAX_WEIGHT}
 FLOAT32_BYTES = 4
 PHE_EXPONENT_BYTES = 2  # phe's wire format in bench_core: ciphertext + int16 exponent
 BIG_UPDATE = 100_000  # updates larger than this are encrypted once (one round)
 
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "paillier.json"
 FULL: dict[str, Any] = {
     "keys": [2048, 3072], "sizes": [10_000, 100_000, 1_000_000], "repeats": 3,
     "phe_samples": 100, "bc_samples": 30, "standard_cap": 10_000, "pool_cap": 1_000_000,
@@ -128,10 +108,17 @@ QUICK: dict[str, Any] = {
     "phe_samples": 10, "bc_samples": 4, "standard_cap": 2_000, "pool_cap": 100_000,
     "decrypt_cap": 100_000, "agg_cap": 5_000, "agg_clients": 10,
 }
+# two sizes, so that the second reuses and extrapolates (†) the first's measurements
+SMOKE: dict[str, Any] = {
+    "keys": [common.SMOKE_KEY_BITS], "sizes": [100, 300], "repeats": 1,
+    "phe_samples": 2, "bc_samples": 1, "standard_cap": 100, "pool_cap": 100,
+    "decrypt_cap": 100, "agg_cap": 100, "agg_clients": 2,
+}
 
 # Targets checked at the end (2048-bit key, 100,000 values, one core unless said).
 TARGET_KEY = 2048
 TARGET_VALUES = 100_000
+TARGETS_TITLE = f"Targets ({TARGET_KEY}-bit key, {TARGET_VALUES:,} values)"
 
 # (key, label, decrypted?) in table order
 VARIANTS = [
@@ -186,32 +173,6 @@ class Cell:
 # -- helpers -------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, as ``timeit`` does."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    """Run ``fn`` once; return its wall-clock seconds (``perf_counter``) and result."""
-    with _gc_paused():
-        start = time.perf_counter()
-        out = fn()
-        elapsed = time.perf_counter() - start
-    return elapsed, out
-
-
-def _progress(total: int, desc: str, enabled: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=True,
-                disable=not enabled, dynamic_ncols=True)
-
-
 def make_tree(values: int, seed: int, client: int) -> Tree:
     """One client's update: ``values`` float32 draws from N(0, STD), clipped to ``±CLIP``."""
     rng = np.random.default_rng([seed, client, values])
@@ -230,18 +191,6 @@ def update_op(samples: list[float], measured: int, values: int, *, unit: str | N
               extrapolated=note, mark=mark)
 
 
-class Problems:
-    """secagg misbehaviour seen during the run (wrong sums, unspent pools, ...)."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def check(self, ok: bool, what: str) -> None:
-        if not ok:
-            self.items.append(what)
-            print(f"\nSECAGG PROBLEM: {what}", file=sys.stderr, flush=True)
-
-
 # -- per-key setup -------------------------------------------------------------
 
 
@@ -251,22 +200,23 @@ class KeySetup:
     def __init__(self, key_bits: int, workers: int) -> None:
         self.key_bits = key_bits
         self.workers = workers
-        self.keygen_s, self.ctx = timed(lambda: secagg.generate(
-            "paillier", key_bits=key_bits, **CODEC))
+        opts = common.paillier_options(key_bits)  # insecure below 2048 bits (--smoke)
+        self.keygen_s, self.ctx = timed(lambda: secagg.generate("paillier", **opts, **CODEC))
         self.keygen_opt_s, self.octx = timed(lambda: secagg.generate(
-            "paillier", key_bits=key_bits, optimized_keys=True, **CODEC))
+            "paillier", optimized_keys=True, **opts, **CODEC))
         self.pk: phe.PaillierPublicKey = self.ctx.public.backend.public_key
         self.sk: phe.PaillierPrivateKey = self.ctx.secret_backend.private_key
         # standard randomness on the default key: only the randomness differs
-        self.sctx = secagg.generate("paillier", key_bits=key_bits, keypair=(self.pk, self.sk),
-                                    randomness="standard", **CODEC)
+        self.sctx = secagg.generate("paillier", keypair=(self.pk, self.sk),
+                                    randomness="standard", **opts, **CODEC)
         # clients and the aggregator hold only what they were sent
-        self.client = secagg.PublicContext.from_bytes(self.ctx.public.to_bytes())
-        self.oclient = secagg.PublicContext.from_bytes(self.octx.public.to_bytes())
-        self.sclient = secagg.PublicContext.from_bytes(self.sctx.public.to_bytes())
-        self.pool_client = secagg.PublicContext.from_bytes(self.ctx.public.to_bytes())
-        self.server = secagg.PublicContext.from_bytes(self.ctx.public.to_bytes())
-        self.oserver = secagg.PublicContext.from_bytes(self.octx.public.to_bytes())
+        insecure = "insecure" in opts
+        self.client = common.load_public(self.ctx.public.to_bytes(), insecure)
+        self.oclient = common.load_public(self.octx.public.to_bytes(), insecure)
+        self.sclient = common.load_public(self.sctx.public.to_bytes(), insecure)
+        self.pool_client = common.load_public(self.ctx.public.to_bytes(), insecure)
+        self.server = common.load_public(self.ctx.public.to_bytes(), insecure)
+        self.oserver = common.load_public(self.octx.public.to_bytes(), insecure)
         self.constant_time_default = bool(self.ctx.secret_backend.constant_time)
         # the one-time fixed-base tables: built here, never inside a timed encryption
         self.tables: dict[str, dict[str, Any]] = {}
@@ -331,7 +281,7 @@ class Bench:
         x0 = self.tree(values, 0)["update"][pos].astype(np.float64)
         x1 = self.tree(values, 1)["update"][pos].astype(np.float64)
         clock = time.perf_counter
-        with _gc_paused():
+        with gc_paused():
             encs = []
             for xs in (x0, x1):
                 row = []
@@ -383,7 +333,7 @@ class Bench:
         rng = np.random.default_rng([self.args.seed, values, rnd, 11])
         idx = rng.choice(n_cts, size=min(per_round, n_cts), replace=False)
         clock = time.perf_counter
-        with _gc_paused():
+        with gc_paused():
             cts = []
             for i in idx:
                 t0 = clock()
@@ -514,7 +464,7 @@ class Bench:
 
     # -- one size ---------------------------------------------------------------
 
-    def run_size(self, values: int, progress: bool) -> dict[str, Any]:
+    def run_size(self, values: int, show: bool) -> dict[str, Any]:
         """Every variant at one update size; round-robin over ``rounds`` repeats."""
         a, w = self.args, self.workers
         rounds = a.repeats if values <= BIG_UPDATE else 1
@@ -529,7 +479,7 @@ class Bench:
         bc_per_round = max(1, math.ceil(a.bc_samples / rounds))
 
         steps = rounds * 11 + 1
-        bar = _progress(steps, f"{self.s.key_bits} bits, {values:,} values", progress)
+        bar = common.progress(steps, f"{self.s.key_bits} bits, {values:,} values", show)
         phe_rec: dict[str, list[float]] = {k: [] for k in (
             "encrypt", "add", "decrypt", "max_abs_error", "encrypt_rounds", "add_rounds",
             "decrypt_rounds")}
@@ -758,58 +708,18 @@ class Bench:
 # -- reporting -----------------------------------------------------------------
 
 
-def _fmt_rate(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+def _ratio(x: float | None) -> str:
+    """Ratios keep two decimals down to 0.1x."""
+    return common.fmt_ratio(x, floor=0.1)
 
 
-def _fmt_ratio(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if x >= 100:
-        return f"{x:,.0f}x"
-    if x >= 10:
-        return f"{x:,.1f}x"
-    return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
-
-
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s >= 3600:
-        return f"{s / 3600:,.1f} h"
-    if s >= 60:
-        return f"{s / 60:,.1f} min"
-    return f"{s:,.2f} s" if s >= 0.1 else f"{s * 1e3:,.1f} ms"
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def _fmt_share(info: dict[str, Any]) -> str:
-    share = info.get("other_processes_cpu_share")
-    return "?" if share is None else f"{100 * share:.0f}%"
+def _bytes(n: float) -> str:
+    """Table memory in binary units (KiB, MiB)."""
+    return fmt_bytes(n, binary=True)
 
 
 def _cell(op: Op | None) -> str:
-    return "-" if op is None else f"{_fmt_rate(op.vps)}{(' ' + op.mark) if op.mark else ''}"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(wd) if i < left else c.rjust(wd)
-                                 for i, (c, wd) in enumerate(zip(cells, widths))) + " |"
-
-    sep = "|" + "|".join(("-" * (wd + 2)) if i < left else ("-" * (wd + 1) + ":")
-                         for i, wd in enumerate(widths)) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+    return "-" if op is None else f"{fmt_rate(op.vps)}{(' ' + op.mark) if op.mark else ''}"
 
 
 MAIN_HEADERS = ["key", "values", "variant", "encrypt values/s", "decrypt values/s",
@@ -827,11 +737,11 @@ def main_table(results: dict[int, dict[str, Any]]) -> str:
                 rows.append([
                     str(key_bits), f"{values:,}", cell.label, _cell(cell.encrypt),
                     _cell(cell.decrypt), _cell(cell.decrypt_variable_time),
-                    _fmt_seconds(cell.encrypt.seconds_per_update if cell.encrypt else None),
-                    _fmt_ratio(q["encrypt_vs_phe"]), _fmt_ratio(q["encrypt_vs_batchcrypt"]),
-                    _fmt_ratio(q["decrypt_vs_phe"]), _fmt_ratio(q["decrypt_vs_batchcrypt"]),
+                    fmt_seconds(cell.encrypt.seconds_per_update if cell.encrypt else None),
+                    _ratio(q["encrypt_vs_phe"]), _ratio(q["encrypt_vs_batchcrypt"]),
+                    _ratio(q["decrypt_vs_phe"]), _ratio(q["decrypt_vs_batchcrypt"]),
                 ])
-    return _table(MAIN_HEADERS, rows, left=3)
+    return common.markdown_table(MAIN_HEADERS, rows, left=3)
 
 
 SIZE_HEADERS = ["key", "values", "slots x bits", "bytes/value", "vs float32",
@@ -852,14 +762,14 @@ def size_table(results: dict[int, dict[str, Any]]) -> str:
             rows.append([
                 str(key_bits), f"{values:,}", f"{wire['slots_per_ciphertext']} x {wire['slot_bits']}",
                 f"{wire['bytes_per_value']:.3f}", f"{wire['vs_float32']:.3f}x",
-                _fmt_rate(agg["aggregate_vps"]) + (" †" if agg["extrapolated"] else ""),
-                _fmt_rate(agg["copy_vps"]), _fmt_ratio(agg["aggregate_vs_copy"]),
-                _fmt_ratio(sp["djn_encrypt"]), _fmt_ratio(sp["djn_decrypt"]),
-                (_fmt_seconds(pre.seconds_per_update) + (" †" if pre.mark else "")) if pre else "-",
-                _fmt_ratio(sp["pool_online_vs_phe"]),
+                fmt_rate(agg["aggregate_vps"]) + (" †" if agg["extrapolated"] else ""),
+                fmt_rate(agg["copy_vps"]), _ratio(agg["aggregate_vs_copy"]),
+                _ratio(sp["djn_encrypt"]), _ratio(sp["djn_decrypt"]),
+                (fmt_seconds(pre.seconds_per_update) + (" †" if pre.mark else "")) if pre else "-",
+                _ratio(sp["pool_online_vs_phe"]),
                 f"{ct:.2f}x" if ct else "-",
             ])
-    return _table(SIZE_HEADERS, rows, left=2)
+    return common.markdown_table(SIZE_HEADERS, rows, left=2)
 
 
 KEY_HEADERS = ["key", "keygen default", "keygen optimized", "slots/ciphertext", "slot bits",
@@ -875,16 +785,16 @@ def key_table(results: dict[int, dict[str, Any]]) -> str:
         tb = d["tables"]
 
         def tab(t: dict[str, Any]) -> str:
-            return f"{_fmt_seconds(t['build_s'])}, {_fmt_bytes(t['nbytes'])}, w={t['window']}"
+            return f"{fmt_seconds(t['build_s'])}, {_bytes(t['nbytes'])}, w={t['window']}"
 
         rows.append([
-            str(key_bits), _fmt_seconds(d["keygen_s"]["default"]),
-            _fmt_seconds(d["keygen_s"]["optimized"]), str(d["layout"]["slots"]),
+            str(key_bits), fmt_seconds(d["keygen_s"]["default"]),
+            fmt_seconds(d["keygen_s"]["optimized"]), str(d["layout"]["slots"]),
             str(d["layout"]["slot_bits"]), str(d["layout"]["ciphertext_bytes"]),
             tab(tb["default"]), tab(tb["optimized"]),
             f"{d['randomness_exponent_bits']['default']} / {d['randomness_exponent_bits']['optimized']}",
         ])
-    return _table(KEY_HEADERS, rows)
+    return common.markdown_table(KEY_HEADERS, rows)
 
 
 def footnotes(config: dict[str, Any], workers: int) -> list[str]:
@@ -943,9 +853,7 @@ def targets(results: dict[int, dict[str, Any]], workers: int) -> list[dict[str, 
     for name, threshold, unit, get in spec:
         value = get(sr) if sr else None
         upper = name.startswith("upload")
-        if value is None:
-            status = "SKIP"
-        elif "cores" in name and workers < 2:
+        if value is None or ("cores" in name and workers < 2):
             status = "SKIP"
         else:
             status = "PASS" if (value <= threshold if upper else value >= threshold) else "MISS"
@@ -962,12 +870,8 @@ def targets(results: dict[int, dict[str, Any]], workers: int) -> list[dict[str, 
 
 def plot(results: dict[int, dict[str, Any]], path: Path) -> Path | None:
     """Encrypt and decrypt values/s per variant (log scale), one bar per key, at 100k values."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no figure", file=sys.stderr)
+    plt = common.pyplot()
+    if plt is None:
         return None
     keys = list(results)
     sizes = {v for kr in results.values() for v in kr["sizes"]}
@@ -989,16 +893,11 @@ def plot(results: dict[int, dict[str, Any]], path: Path) -> Path | None:
             if sr is None:
                 continue
             ys = []
-            for vkey, op, lab in rows:
+            for vkey, op, _ in rows:
                 o = getattr(sr["cells"][vkey], op)
                 ys.append(o.vps if o else float("nan"))
             xs = np.arange(len(rows)) + (i - (len(keys) - 1) / 2) * width
-            bars = ax.bar(xs, ys, width, label=f"{key_bits}-bit")
-            for b, y in zip(bars, ys):
-                if not math.isnan(y):
-                    ax.annotate(_fmt_rate(y), (b.get_x() + b.get_width() / 2, y),
-                                ha="center", va="bottom", fontsize=6.5, rotation=90,
-                                xytext=(0, 2), textcoords="offset points")
+            common.annotate_bars(ax, ax.bar(xs, ys, width, label=f"{key_bits}-bit"), ys)
         labels = [lab.format(w="all") if "{w}" in lab else lab for _, _, lab in rows]
         ax.set_yscale("log")
         lo, hi = ax.get_ylim()
@@ -1009,156 +908,28 @@ def plot(results: dict[int, dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(f"{title}, {values:,} values (median)")
         ax.grid(axis="y", which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle("secagg packed Paillier vs phe per value and BatchCrypt-style packing "
-                 "(sampled baselines extrapolated)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, path, "secagg packed Paillier vs phe per value and "
+                              "BatchCrypt-style packing (sampled baselines extrapolated)")
 
 
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU, Python and library versions, and the repository commit."""
-    versions: dict[str, Any] = {}
-    for dist in ("numpy", "phe", "gmpy2", "msgpack", "tqdm", "matplotlib"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    versions["secagg"] = secagg.__version__
-    versions["secagg_path"] = str(Path(secagg.__file__).resolve().parent)
-    try:
-        import gmpy2
-        versions["gmp"] = gmpy2.mp_version()
-    except (ImportError, AttributeError):
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "libraries": versions,
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    if hasattr(os, "getloadavg"):
-        info["loadavg_start"] = list(os.getloadavg())
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "secagg"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        info["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
-    return info
+def markdown(doc: dict[str, Any], results: dict[int, dict[str, Any]],
+             target_rows: list[dict[str, Any]], problems: list[str], workers: int) -> list[str]:
+    """The markdown file's lines: title, machine line, the three tables, notes, targets."""
+    title = f"bench_paillier: packed Paillier at {', '.join(str(k) for k in results)} bits"
+    tables = [main_table(results), size_table(results), key_table(results)]
+    return [*common.markdown_lines(title, doc, ("phe", "gmpy2"), tables,
+                                   footnotes(doc["config"], workers)),
+            *common.target_lines(TARGETS_TITLE, target_rows, problems, markdown=True)]
 
 
-def cpu_snapshot() -> tuple[float, float] | None:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    ticks = [int(f) for f in fields]
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    busy = (sum(ticks[:8]) - idle) / hz  # user..steal, without guest (already in user)
-    t = os.times()
-    return busy, t.user + t.system + t.children_user + t.children_system
-
-
-def other_load(start: tuple[float, float] | None, wall_s: float) -> float | None:
-    """Share of the machine's CPU time that other processes used during the run."""
-    end = cpu_snapshot()
-    if start is None or end is None or wall_s <= 0:
-        return None
-    others = (end[0] - start[0]) - (end[1] - start[1])
-    return max(0.0, others) / (wall_s * (os.cpu_count() or 1))
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (Op, Cell)):
-        return _jsonable(asdict(x))
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def write_results(path: Path, results: dict[int, dict[str, Any]], config: dict[str, Any],
-                  info: dict[str, Any], wall_s: float, target_rows: list[dict[str, Any]],
-                  problems: list[str], workers: int) -> tuple[Path, Path | None]:
-    """Write the JSON to ``path``, the markdown next to it (``.md``) and the figure (``.png``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "benchmark": "bench_paillier",
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "statistic": "median",
-        "config": {**config, "std": STD, "clip": CLIP, "frac_bits": FRAC_BITS,
-                   "max_clients": MAX_CLIENTS, "max_weight": MAX_WEIGHT, "workers": workers,
-                   "big_update": BIG_UPDATE},
-        "machine": info,
-        "wall_s": wall_s,
-        "extrapolation": {
-            "*": "sampled values (phe) or ciphertexts (BatchCrypt-style), extrapolated linearly",
-            "†": "measured on a smaller update, extrapolated linearly",
-        },
-        "keys": {str(k): {"key": kr["key"], "sizes": {str(v): {
-            "values": sr["values"], "rounds": sr["rounds"],
-            "variants": {vk: {**_jsonable(c), "ratios": sr["ratios"][vk]}
-                         for vk, c in sr["cells"].items()},
-            "speedups": sr["speedups"], "aggregate": _jsonable(sr["aggregate"]),
-            "wire": sr["wire"]} for v, sr in kr["sizes"].items()}} for k, kr in results.items()},
-        "targets": target_rows,
-        "secagg_problems": problems,
-    }
-    path.write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
-    png = plot(results, path.with_suffix(".png"))
-    md_path = path.with_suffix(".md")
-    keys = ", ".join(str(k) for k in results)
-    md = [
-        f"# bench_paillier: packed Paillier at {keys} bits",
-        "",
-        f"{doc['timestamp']} · {info['platform']} · {info['cpu_count']} CPUs "
-        f"({info.get('cpu_model', '?')}) · Python {info['python']} · secagg "
-        f"{info['libraries']['secagg']} · phe {info['libraries']['phe']} · gmpy2 "
-        f"{info['libraries']['gmpy2']} · commit {info.get('git_commit')} · wall time "
-        f"{_fmt_seconds(wall_s)} · other processes used {_fmt_share(info)} of the CPUs",
-        "",
-        main_table(results),
-        "",
-        size_table(results),
-        "",
-        key_table(results),
-        "",
-        *(f"- {n}" for n in footnotes(config, workers)),
-        "",
-        "## Targets (2048-bit key, 100,000 values)",
-        "",
-        *(f"    {t['line']}" for t in target_rows),
-        "",
-    ]
-    if problems:
-        md += ["## secagg problems seen", "", *(f"- {p}" for p in problems), ""]
-    if png is not None:
-        md += [f"![encrypt and decrypt values/s]({png.name})", ""]
-    md_path.write_text("\n".join(md))
-    return md_path, png
+def json_results(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per key and size: every variant's figures and ratios, speedups, aggregation, wire size."""
+    return {str(k): {"key": kr["key"], "sizes": {str(v): {
+        "values": sr["values"], "rounds": sr["rounds"],
+        "variants": {vk: {**common.jsonable(c), "ratios": sr["ratios"][vk]}
+                     for vk, c in sr["cells"].items()},
+        "speedups": sr["speedups"], "aggregate": sr["aggregate"],
+        "wire": sr["wire"]} for v, sr in kr["sizes"].items()}} for k, kr in results.items()}
 
 
 # -- main ----------------------------------------------------------------------
@@ -1177,13 +948,22 @@ def _size(text: str) -> int:
     return n
 
 
+CAPS = [  # (option, what it caps): sizes above a cap are measured at the cap and extrapolated
+    ("standard_cap", "largest update encrypted with standard randomness; larger ones are "
+                     "extrapolated"),
+    ("pool_cap", "largest update given a noise pool"),
+    ("decrypt_cap", "largest sum decrypted"),
+    ("agg_cap", "values per client update in the aggregation"),
+]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line options; ``--quick`` changes the defaults, explicit options win."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="small run: 2048 bits, 10k and 100k values, 1 round, tiny baseline samples")
-    p.add_argument("--keys", type=int, nargs="+", help="key sizes in bits (default 2048 3072)")
+    """Command-line options; ``--quick`` and ``--smoke`` change the defaults, explicit ones win."""
+    p = common.parser(
+        __doc__, "small run: 2048 bits, 10k and 100k values, 1 round, tiny baseline samples")
+    p.add_argument("--keys", type=int, nargs="+",
+                   help=f"key sizes in bits (default 2048 3072; --smoke: {common.SMOKE_KEY_BITS}, "
+                        f"insecure)")
     p.add_argument("--sizes", type=_size, nargs="+",
                    help="update sizes in values, e.g. 10k 100k 1M (default)")
     p.add_argument("--repeats", type=int,
@@ -1193,30 +973,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help=f"phe per-value encryptions per size (default {FULL['phe_samples']})")
     p.add_argument("--bc-samples", type=int,
                    help=f"BatchCrypt-style ciphertexts per size (default {FULL['bc_samples']})")
-    p.add_argument("--standard-cap", type=_size,
-                   help=f"largest update encrypted with standard randomness; larger ones are "
-                        f"extrapolated (default {FULL['standard_cap']:,})")
-    p.add_argument("--pool-cap", type=_size,
-                   help=f"largest update given a noise pool (default {FULL['pool_cap']:,})")
-    p.add_argument("--decrypt-cap", type=_size,
-                   help=f"largest sum decrypted (default {FULL['decrypt_cap']:,})")
-    p.add_argument("--agg-cap", type=_size,
-                   help=f"values per client update in the aggregation (default {FULL['agg_cap']:,})")
+    for name, what in CAPS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=_size,
+                       help=f"{what} (default {FULL[name]:,})")
     p.add_argument("--agg-clients", type=int,
                    help=f"client updates aggregated (default {FULL['agg_clients']})")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="workers of the 'all cores' variants (default os.cpu_count())")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic updates")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="JSON results path; markdown (.md) and figure (.png) go next to it")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = p.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if any(k < 2048 or k % 8 for k in args.keys):
-        p.error("--keys must be multiples of 8 of at least 2048 bits")
+    args = common.apply_defaults(p.parse_args(argv), FULL, QUICK, SMOKE)
+    common.check_key_bits(p, args.keys, args.smoke, "--keys")
     if min(args.repeats, args.phe_samples, args.bc_samples, args.workers) < 1:
         p.error("--repeats, --phe-samples, --bc-samples and --workers must be positive")
     if not 2 <= args.agg_clients <= MAX_CLIENTS:
@@ -1227,18 +992,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every variant at every key and size, print the tables, write JSON, markdown, PNG."""
+    """Run every variant at every key and size, print the tables; ``--out`` writes JSON, md, PNG."""
     args = parse_args(argv)
-    start = time.perf_counter()
-    cpu_start = cpu_snapshot()
-    info = machine_info()
+    run = common.Run()
     config = {k: getattr(args, k) for k in
               ("keys", "sizes", "repeats", "phe_samples", "bc_samples", "standard_cap",
-               "pool_cap", "decrypt_cap", "agg_cap", "agg_clients", "seed", "quick")}
+               "pool_cap", "decrypt_cap", "agg_cap", "agg_clients", "seed", "quick", "smoke")}
     print(f"bench_paillier: keys {args.keys} bits, sizes {[f'{s:,}' for s in args.sizes]}, "
-          f"{args.repeats} round(s), {args.workers} workers for 'all cores'; {info['platform']}, "
-          f"{info['cpu_count']} CPUs, Python {info['python']}", flush=True)
-    progress = not args.no_progress
+          f"{args.repeats} round(s), {args.workers} workers for 'all cores'; {run.summary()}",
+          flush=True)
+    show = not args.no_progress
     problems = Problems()
     results: dict[int, dict[str, Any]] = {}
     for key_bits in args.keys:
@@ -1249,18 +1012,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "secret_backend.constant_time is not True by default")
         print(f"{key_bits} bits: keygen {setup.keygen_s:.2f} s, optimized {setup.keygen_opt_s:.2f} s; "
               f"DJN table {setup.tables['default']['build_s']:.2f} s "
-              f"({_fmt_bytes(setup.tables['default']['nbytes'])}, w={setup.tables['default']['window']})",
+              f"({_bytes(setup.tables['default']['nbytes'])}, w={setup.tables['default']['window']})",
               file=sys.stderr, flush=True)
         bench = Bench(setup, args, problems)
         results[key_bits] = {"key": setup.describe(), "sizes": {}}
         for values in args.sizes:
-            results[key_bits]["sizes"][values] = bench.run_size(values, progress)
+            results[key_bits]["sizes"][values] = bench.run_size(values, show)
         del bench, setup
         gc.collect()
-    wall_s = time.perf_counter() - start
-    if hasattr(os, "getloadavg"):
-        info["loadavg_end"] = list(os.getloadavg())
-    info["other_processes_cpu_share"] = other_load(cpu_start, wall_s)
+    wall_s = run.finish()
 
     target_rows = targets(results, args.workers)
     print()
@@ -1273,19 +1033,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in footnotes(config, args.workers):
         print(f"- {note}")
     print()
-    print(f"Targets ({TARGET_KEY}-bit key, {TARGET_VALUES:,} values):")
-    for t in target_rows:
-        print(f"  {t['line']}")
-    if problems.items:
-        print("\nsecagg problems seen:")
-        for item in problems.items:
-            print(f"  - {item}")
-    md_path, png = write_results(args.out, results, config, info, wall_s, target_rows,
-                                 problems.items, args.workers)
-    print(f"\nother processes used {_fmt_share(info)} of the machine's CPU time during the run "
-          f"(load average {info.get('loadavg_start')} -> {info.get('loadavg_end')})")
-    print(f"\nwall time {_fmt_seconds(wall_s)}; wrote {args.out}, {md_path}"
-          + (f" and {png}" if png else ""))
+    print("\n".join(common.target_lines(TARGETS_TITLE, target_rows, problems.items)))
+    doc = common.result_doc(
+        "bench_paillier",
+        {**config, "std": STD, "clip": CLIP, "frac_bits": FRAC_BITS, "max_clients": MAX_CLIENTS,
+         "max_weight": MAX_WEIGHT, "workers": args.workers, "big_update": BIG_UPDATE},
+        run,
+        extrapolation={
+            "*": "sampled values (phe) or ciphertexts (BatchCrypt-style), extrapolated linearly",
+            "†": "measured on a smaller update, extrapolated linearly",
+        },
+        keys=json_results(results), targets=target_rows, secagg_problems=problems.items)
+    written = common.write_results(
+        args.out, "paillier", doc, markdown(doc, results, target_rows, problems.items, args.workers),
+        plot=lambda path: plot(results, path), figure_alt="encrypt and decrypt values/s")
+    info = run.info
+    print(f"\nother processes used {common.fmt_share(info['other_processes_cpu_share'])} of the "
+          f"machine's CPU time during the run (load average {info.get('loadavg_start')} -> "
+          f"{info.get('loadavg_end')})")
+    common.report_written(wall_s, written)
     return 0
 
 

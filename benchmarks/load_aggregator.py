@@ -15,6 +15,10 @@ is that growth over a warm baseline (after the first 10 updates) stays within
 
     python benchmarks/load_aggregator.py                      # Paillier 2048, 1,000 x 100k
     python benchmarks/load_aggregator.py --scheme ckks --clients 200 --values 10000
+    python benchmarks/load_aggregator.py --out benchmarks/results   # what `make load` commits
+
+The result goes to stdout; ``--out`` writes ``load.json`` and ``load.md`` to a
+folder (or to a ``.json`` path and the ``.md`` next to it).
 """
 
 from __future__ import annotations
@@ -22,13 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+import common  # first: it puts this checkout on sys.path if secagg is not installed
+
+# isort: split
 import secagg
+
+FULL = {"clients": 1000, "values": 100_000, "key_bits": common.PAILLIER_KEY_BITS}
+QUICK = {"clients": 100, "values": 10_000, "key_bits": common.PAILLIER_KEY_BITS}
+SMOKE = {"clients": 3, "values": 200, "key_bits": common.SMOKE_KEY_BITS}
+WARM_UPDATES = 10  # the memory baseline is taken after this many updates
 
 
 def rss_bytes() -> int:
@@ -37,7 +49,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def client_stream(pub: secagg.PublicContext, x: np.ndarray, n: int):
+def client_stream(pub: secagg.PublicContext, x: np.ndarray, n: int) -> Iterator[bytes]:
     """Yield ``n`` distinct update payloads of the same values."""
     base = pub.encrypt(x)
     if pub.scheme != "paillier":
@@ -51,21 +63,42 @@ def client_stream(pub: secagg.PublicContext, x: np.ndarray, n: int):
     for _ in range(n):
         cts = [c * f % backend.nsquare for c, f in zip(cts, factors)]
         yield secagg.EncryptedUpdate(pub.scheme, pub.fingerprint, secagg.Kind.UPDATE, 1,
-                                     base.spec, None, cts, pub).to_bytes()
+                                     base.spec, None, cts, pub.backend).to_bytes()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scheme", choices=("paillier", "ckks", "bfv"), default="paillier")
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--values", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "load.json")
-    args = parser.parse_args()
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; ``--quick`` and ``--smoke`` change the defaults, explicit ones win."""
+    p = common.parser(
+        __doc__, f"small run: {QUICK['clients']:,} clients x "
+                                   f"{QUICK['values']:,} values")
+    p.add_argument("--scheme", choices=("paillier", "ckks", "bfv"), default="paillier")
+    p.add_argument("--clients", type=int, help=f"client updates summed (default {FULL['clients']:,})")
+    p.add_argument("--values", type=int, help=f"values per update (default {FULL['values']:,})")
+    p.add_argument("--key-bits", type=int,
+                   help=f"Paillier key size (default {FULL['key_bits']}; --smoke: "
+                        f"{SMOKE['key_bits']}, insecure)")
+    args = common.apply_defaults(p.parse_args(argv), FULL, QUICK, SMOKE)
+    if args.clients < 2 or args.values < 1:
+        p.error("--clients must be at least 2 and --values positive")
+    common.check_key_bits(p, [args.key_bits], args.smoke)
+    return args
 
-    kw = {"key_bits": 2048} if args.scheme == "paillier" else {}
+
+def markdown(doc: dict[str, Any], result: dict[str, Any], verdict: str) -> list[str]:
+    """The markdown file's lines: title, machine line, the figures, the verdict."""
+    rows = [[k, f"{v:,.6g}" if isinstance(v, float) else str(v)] for k, v in result.items()]
+    title = f"load_aggregator: {result['clients']:,} x {result['values']:,} values, {result['scheme']}"
+    return common.markdown_lines(title, doc, (), [common.markdown_table(["figure", "value"], rows),
+                                                  f"    {verdict}"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = common.Run()
+    kw = common.paillier_options(args.key_bits) if args.scheme == "paillier" else {}
     ctx = secagg.generate(args.scheme, max_clients=args.clients, clip=1.0, frac_bits=16, **kw)
-    pub = secagg.PublicContext.from_bytes(ctx.public.to_bytes())
-    x = np.random.default_rng(0).normal(0, 0.1, args.values).astype(np.float32)
+    pub = common.load_public(ctx.public.to_bytes(), insecure="insecure" in kw)
+    x = np.random.default_rng(args.seed).normal(0, 0.1, args.values).astype(np.float32)
     agg = secagg.Aggregator(pub)
     agg_s, update_bytes, samples = 0.0, 0, []
     baseline = None
@@ -76,17 +109,18 @@ def main() -> int:
         agg_s += time.perf_counter() - t0
         del data
         samples.append(rss_bytes())
-        if i == 9:
+        if i == WARM_UPDATES - 1:
             baseline = samples[-1]
-        if (i + 1) % 100 == 0:
+        if (i + 1) % 100 == 0 and not args.no_progress:
             print(f"{i + 1} updates, RSS {samples[-1] / 2**20:.0f} MiB, "
                   f"{(i + 1) * args.values / agg_s:,.0f} values/s", flush=True)
     total = agg.result()
     mean = ctx.decrypt(total.to_bytes(), reduce="mean")
     error = float(np.abs(mean - np.clip(x, -1, 1)).max())
     sum_bytes = len(total.to_bytes())
-    growth = max(samples[10:] or samples) - (baseline or samples[0])
+    growth = max(samples[WARM_UPDATES:] or samples) - (baseline or samples[0])
     allowed = 2 * update_bytes + sum_bytes
+    wall_s = run.finish()
     result = {
         "scheme": args.scheme, "clients": args.clients, "values": args.values,
         "aggregate_values_per_s": args.clients * args.values / agg_s,
@@ -94,16 +128,20 @@ def main() -> int:
         "rss_baseline_mib": (baseline or samples[0]) / 2**20, "rss_peak_mib": max(samples) / 2**20,
         "rss_growth_mib": growth / 2**20, "allowed_growth_mib": allowed / 2**20,
         "within_target": growth <= allowed, "decoded_mean_max_error": error,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    verdict = "PASS" if result["within_target"] else "MISS"
-    print(f"{verdict}  memory growth {growth / 2**20:.1f} MiB over the warm baseline, allowed "
-          f"{allowed / 2**20:.1f} MiB (2 x {update_bytes / 2**20:.1f} MiB update + "
-          f"{sum_bytes / 2**20:.1f} MiB sum); {result['aggregate_values_per_s']:,.0f} values/s")
+    verdict = (f"{'PASS' if result['within_target'] else 'MISS'}  memory growth "
+               f"{growth / 2**20:.1f} MiB over the warm baseline, allowed {allowed / 2**20:.1f} MiB "
+               f"(2 x {update_bytes / 2**20:.1f} MiB update + {sum_bytes / 2**20:.1f} MiB sum); "
+               f"{result['aggregate_values_per_s']:,.0f} values/s")
+    print(verdict)
+    config = {"scheme": args.scheme, "clients": args.clients, "values": args.values,
+              "key_bits": args.key_bits if args.scheme == "paillier" else None,
+              "seed": args.seed, "quick": args.quick, "smoke": args.smoke}
+    doc = common.result_doc("load_aggregator", config, run, statistic="total over all updates",
+                            result=result, verdict=verdict)
+    common.report_written(wall_s, common.write_results(args.out, "load", doc,
+                                                       markdown(doc, result, verdict)))
     return 0
 
 
