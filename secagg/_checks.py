@@ -17,7 +17,7 @@ import numpy as np
 
 from secagg.errors import ConfigError, SecAggError
 
-__all__ = ["check_int", "check_positive", "check_bool", "check_choice"]
+__all__ = ["check_int", "check_positive", "check_bool", "check_choice", "a_or_an", "count_of"]
 
 
 def check_int(name: str, value: object, lo: int, hi: int | None = None, *,
@@ -53,3 +53,19 @@ def check_choice(name: str, value: object, choices: tuple[str, ...], *,
     if not isinstance(value, str) or value not in choices:
         raise error(f"{name} must be one of {', '.join(map(repr, choices))}. Found {value!r:.80}.")
     return value
+
+
+_A_NOT_AN = ("uni", "use", "usu", "uint", "uuid", "one")  # vowel letter, consonant sound
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article, for messages: ``"an update"``, ``"a term"``."""
+    w = word.lower()
+    vowel = w[:1] in ("a", "e", "i", "o", "u") and not w.startswith(_A_NOT_AN)
+    return f"{'an' if vowel else 'a'} {word}"
+
+
+
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 update"``, ``"3 updates"``: a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from secagg._checks import a_or_an, check_bool, count_of
 from secagg.context import PublicContext, public_only
 from secagg.errors import (
     CapacityError,
@@ -13,6 +14,7 @@ from secagg.errors import (
     FormatError,
     ReplayError,
     RoundMismatchError,
+    TreeMismatchError,
 )
 from secagg.tree import TreeSpec
 from secagg.update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
@@ -35,6 +37,18 @@ class Aggregator:
         for data in received:          # bytes or EncryptedUpdate objects
             agg.add(data)
         total = agg.result()           # an EncryptedUpdate, count == len(agg)
+
+    Args:
+        public: the public context (never the secret one).
+        round_id: if given, only updates of this round are summed.
+        accept_aggregates: whether :meth:`add` takes partial sums without a
+            ``client_id`` (see :meth:`merge`).
+        cast: every update's leaves must have the dtype and library (numpy or
+            torch) of the first update's, or it is refused with a
+            ``TreeMismatchError`` naming the leaf; with ``cast=True`` such
+            updates are summed and the sum decodes to the first update's dtypes
+            and libraries. Devices may always differ. (A term, see
+            :meth:`add_term`, is server-side data: it takes the sum's types.)
     """
 
     def __init__(
@@ -43,11 +57,14 @@ class Aggregator:
         *,
         round_id: int | str | None = None,
         accept_aggregates: bool = True,
+        cast: bool = False,
     ) -> None:
         if not isinstance(accept_aggregates, bool):
             raise ConfigError(
                 f"accept_aggregates must be True or False. Found {accept_aggregates!r}."
             )
+        #: whether updates whose leaf dtypes or libraries differ from the first's are summed
+        self.cast = check_bool("cast", cast)
         self.public: PublicContext = public_only(public, "Aggregator")
         self.round_id = check_round_id(round_id)
         #: whether :meth:`add` takes partial sums without a ``client_id`` (see :meth:`merge`)
@@ -72,7 +89,10 @@ class Aggregator:
 
     @property
     def spec(self) -> TreeSpec | None:
-        """The tree spec every update must match (set by the first one)."""
+        """The tree spec every update must match (set by the first one; the sum decodes to it).
+
+        A term added before any update sets it until the first update replaces it.
+        """
         return self._spec
 
     def _load(self, update: Any) -> tuple[EncryptedUpdate, bytes]:
@@ -108,7 +128,8 @@ class Aggregator:
         Raises (state unchanged): a ``FormatError`` subclass for malformed bytes
         or an aggregate where a client update is expected,
         ``ContextMismatchError`` for another key, ``TreeMismatchError`` for
-        another tree spec, ``RoundMismatchError``, ``ReplayError`` for an update
+        another tree spec (or, unless ``cast=True``, a leaf whose dtype or
+        library differs from the first update's), ``RoundMismatchError``, ``ReplayError`` for an update
         already summed or a client id already seen, ``CapacityError`` past
         ``max_clients``.
         """
@@ -151,7 +172,9 @@ class Aggregator:
         """
         upd, key = self._load(term)
         if upd.kind != Kind.TERM:
-            raise FormatError(f"add_term() takes a term payload, got a {upd.kind.name.lower()}.")
+            raise FormatError(
+                f"add_term() takes a term payload, got {a_or_an(upd.kind.name.lower())}."
+            )
         self._commit(upd, key)
 
     def add_plain(self, tree: Any) -> None:
@@ -170,29 +193,47 @@ class Aggregator:
             )
         if self._spec is not None:
             self._spec.check_compatible(upd.spec)
+            if not self.cast and self._count and upd.kind != Kind.TERM:
+                self._check_types(self._spec, upd)
         if key in self._seen:
             raise ReplayError("this exact update was already summed; refusing the replay.")
         codec = self.public.codec
         if self._count + upd.count > codec.max_clients:
             raise CapacityError(
-                f"adding {upd.count} update(s) to {self._count} would exceed "
+                f"adding {count_of(upd.count, 'update')} to {self._count} would exceed "
                 f"max_clients={codec.max_clients}."
             )
         if self._terms + upd.terms > codec.extra_summands:
             raise CapacityError(
-                f"adding {upd.terms} term(s) to {self._terms} would exceed "
+                f"adding {count_of(upd.terms, 'term')} to {self._terms} would exceed "
                 f"max_terms={codec.extra_summands}."
             )
         backend = self.public.backend
         cts = upd.ciphertexts
         new_sum = list(cts) if self._sum is None else backend.raw_add(self._sum, cts)
+        # the sum decodes to the first update's spec (a term's only until an update comes)
+        takes_spec = self._spec is None or (upd.kind != Kind.TERM and self._count == 0)
         # commit: nothing below can fail
         self._sum = new_sum
         self._count += upd.count
         self._terms += upd.terms
         self._seen.add(key)
-        if self._spec is None:
+        if takes_spec:
             self._spec = upd.spec
+
+    @staticmethod
+    def _check_types(first: TreeSpec, upd: EncryptedUpdate) -> None:
+        diff = first.type_difference(upd.spec)
+        if diff is None:
+            return
+        mine, theirs = diff
+        what = "aggregate" if upd.kind == Kind.AGGREGATE else "update"
+        raise TreeMismatchError(
+            f"leaf {mine.name!r} is {theirs.lib} {theirs.dtype} in this {what} but {mine.lib} "
+            f"{mine.dtype} in the first update of this sum; send the same dtype and library "
+            f"from every client, or pass cast=True to Aggregator to sum it anyway and decode "
+            f"the sum to the first update's ({mine.lib} {mine.dtype})."
+        )
 
     # -- checkpoints -----------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -214,6 +255,7 @@ class Aggregator:
             "seen": sorted(self._seen),
             "clients": sorted(self._clients),
             "accept_aggregates": self.accept_aggregates,
+            "cast": self.cast,
         })
 
     @classmethod
@@ -227,8 +269,11 @@ class Aggregator:
         accept = body.optional("accept_aggregates")
         if accept is not None and not isinstance(accept, bool):
             raise FormatError("checkpoint field accept_aggregates must be a boolean.")
+        cast = body.optional("cast")
+        if cast is not None and not isinstance(cast, bool):
+            raise FormatError("checkpoint field cast must be a boolean.")
         agg = cls(public, round_id=check_round_id(body.optional("round")),
-                  accept_aggregates=True if accept is None else accept)
+                  accept_aggregates=True if accept is None else accept, cast=bool(cast))
         count = body.integer("count", 0, codec.max_clients)
         terms = body.integer("terms", 0, codec.extra_summands)
         seen = body.items("seen", max_len=codec.max_clients + codec.extra_summands)

@@ -5,6 +5,7 @@ Examples::
     python -m secagg demo --rounds 30 --backends plain,paillier,ckks,bfv --out results/
     python -m secagg keygen --scheme paillier --out key.secagg --public-out key.pub \\
         --max-clients 100 --clip 1.0 --frac-bits 16 --passphrase-file pass.txt
+    python -m secagg keygen --scheme ckks --silos 5 --out-dir kits/ --passphrase-file pass.txt
     python -m secagg inspect key.pub
     python -m secagg inspect key.secagg --passphrase-env SECAGG_PASSPHRASE
     python -m secagg bench --quick
@@ -15,6 +16,10 @@ encrypted under a passphrase (scrypt + AES-256-GCM, as
 ``--passphrase-file`` (one trailing newline stripped), ``--passphrase-env``, or
 a prompt when stdin is a terminal; without a terminal and without either
 option keygen refuses unless ``--no-passphrase`` asks for an unencrypted file.
+With ``--silos N --out-dir DIR`` keygen writes the key kits of a cross-silo
+federation instead: ``DIR/silo-01.secagg`` ... ``silo-NN.secagg`` (0600, in a
+directory created 0700), one per silo, all holding the one shared secret context
+and labelled with their silo, and ``DIR/server.secagg.pub``, the public kit.
 ``inspect`` shows the header and public parameters of any secagg payload and
 never prints secret material; it asks for the passphrase the same way to open
 an encrypted secret context. A passphrase is never printed. Only ``demo``
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -34,9 +40,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from secagg import __version__, schemes
-from secagg.context import PublicContext, generate
+from secagg.context import PublicContext, SecretContext, generate
 from secagg.errors import ConfigError, SecAggError
-from secagg.keystore import WrongPassphraseError, is_sealed, open_secret
+from secagg.keystore import WrongPassphraseError, is_sealed, kit_label, open_secret
 from secagg.tree import TreeSpec
 from secagg.wire import Kind, open_payload, peek_kind, seal
 
@@ -74,7 +80,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", type=_backends, default=every,
                         help=f"comma-separated: {','.join(every)} (default all)")
     parser.add_argument("--out", type=Path, default=Path("results"),
-                        help="directory for fedavg_digits.png and .json (default results/)")
+                        help="directory for the plot and JSON (default results/), named after the "
+                             "run: fedavg_digits.png/.json by default, fedavg_digits_fedsgd, _dp, "
+                             "_unweighted, _personalize, _rounds5, ... otherwise")
     parser.add_argument("--dp", action="store_true",
                         help="distributed differential privacy on the secure backends "
                              "(L2 clipping + discrete Gaussian noise; prints epsilon)")
@@ -90,16 +98,39 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-epochs", type=int, default=2, help="FedAvg local epochs (default 2)")
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate (default 0.1 for fedavg, 1.0 for fedsgd)")
+    parser.add_argument("--personalize", action="store_true",
+                        help="personalised FL: each client keeps its own last layer (fc2), only "
+                             "the body (fc1) is securely averaged; prints per-client accuracy "
+                             "against plain FedAvg's global model")
     parser.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (default 2048)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow Paillier keys below 2048 bits (quick tests only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _demo_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The demo's command-line options as JSON data."""
+    skip = {"command", "bench_args"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
 
 
 def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the side-by-side experiment, print the table, write the PNG and JSON.
 
+    The files are named after the run's mode and options
+    (:func:`secagg.demo.fedavg.output_stem`), so different runs do not overwrite
+    each other.
+
     Returns:
         The process exit status (0).
+
+    Raises:
+        ConfigError: if a package of the ``demo`` extra is missing (the message
+            names it and ``pip install "secagg[demo]"``).
     """
+    from secagg.demo import require_demo
+
+    require_demo(dp=args.dp, progress=not args.no_progress)
     from secagg.demo import fedavg as fl
 
     out = out or sys.stdout
@@ -108,13 +139,44 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         weighted=not args.unweighted, seed=args.seed, key_bits=args.key_bits, dp=args.dp,
         local_epochs=args.local_epochs, lr=args.lr, dp_l2_clip=args.dp_l2_clip,
         dp_noise_multiplier=args.dp_noise_multiplier, dp_delta=args.dp_delta,
+        personalize=args.personalize, insecure=args.insecure,
     )
     cfg = fl.FLConfig(**cfg_kwargs)  # validates
-    results = fl.run_experiment(backends=args.backends, progress=not args.no_progress,
-                                **cfg_kwargs)
+    notes: list[str] = []
+    if cfg.dp and not args.unweighted:
+        notes.append(fl.DP_UNWEIGHTED_NOTICE)
+        print(fl.DP_UNWEIGHTED_NOTICE, file=out)
+    stem = fl.output_stem(cfg, args.backends)
+    png_path, json_path = args.out / f"{stem}.png", args.out / f"{stem}.json"
+    progress = not args.no_progress
+    baseline = None
+    if cfg.personalize:
+        head = ", ".join(p.removesuffix(".*") for p in fl.PERSONAL_LAYERS)
+        print(f"personalised FL: every client keeps its own {head} (the last layer); only the "
+              f"other layers are encrypted and averaged", file=out)
+        baseline, results = fl.run_personalized_experiment(
+            backends=args.backends, progress=progress, **cfg_kwargs)
+    else:
+        results = fl.run_experiment(backends=args.backends, progress=progress, **cfg_kwargs)
     print(fl.format_table(results), file=out)
-    png = fl.plot_accuracy(results, args.out / "fedavg_digits.png", title=fl.plot_title(cfg))
-    js = fl.save_json(results, args.out / "fedavg_digits.json", config=fl.config_dict(cfg))
+    note = fl.coincidence_note(results)
+    if note:
+        print(f"accuracy: {note.replace(chr(10), '; ')}", file=out)
+    if baseline is not None:
+        print(file=out)
+        print(fl.format_client_table(baseline, results), file=out)
+    if cfg.dp:
+        eps = [r.epsilon for r in results.values() if r.epsilon is not None]
+        if eps:
+            print(fl.epsilon_line(max(eps), cfg.dp_delta, cfg.rounds), file=out)
+        else:
+            print("DP: no secure backend ran and the plain backend adds no noise: no ε to report",
+                  file=out)
+    png = fl.plot_accuracy(results, png_path, title=fl.plot_title(cfg), baseline=baseline)
+    metadata = fl.run_metadata(results, cfg, options=_demo_options(args),
+                               files={"png": str(png_path), "json": str(json_path)}, notes=notes)
+    js = fl.save_json(results, json_path, config=fl.config_dict(cfg), metadata=metadata,
+                      baseline=baseline)
     print(f"wrote {png} and {js}", file=out)
     return 0
 
@@ -188,6 +250,12 @@ def _given_passphrase(args: argparse.Namespace) -> bytes | None:
     return None
 
 
+def _keygen_target(args: argparse.Namespace) -> str:
+    """What keygen encrypts, for messages: the secret context file or the silo kits."""
+    out_dir = getattr(args, "out_dir", None)
+    return str(args.out) if out_dir is None else f"the silo kits in {out_dir}"
+
+
 def _new_passphrase(args: argparse.Namespace) -> bytes | None:
     """The passphrase to encrypt a new secret context under; ``None`` for ``--no-passphrase``."""
     given = _given_passphrase(args)
@@ -195,11 +263,11 @@ def _new_passphrase(args: argparse.Namespace) -> bytes | None:
         return given
     if not _stdin_is_tty():
         raise ConfigError(
-            f"keygen needs a passphrase to encrypt {args.out}, and stdin is not a terminal to "
-            f"prompt for one: pass {_PASSPHRASE_OPTIONS}, or --no-passphrase to write the "
-            f"secret context unencrypted."
+            f"keygen needs a passphrase to encrypt {_keygen_target(args)}, and stdin is not a "
+            f"terminal to prompt for one: pass {_PASSPHRASE_OPTIONS}, or --no-passphrase to "
+            f"write the secret context unencrypted."
         )
-    first = _prompt_passphrase(f"Passphrase to encrypt {args.out}: ")
+    first = _prompt_passphrase(f"Passphrase to encrypt {_keygen_target(args)}: ")
     if _prompt_passphrase("Repeat the passphrase: ") != first:
         raise ConfigError("the two passphrases differ; nothing was written.")
     return first
@@ -268,7 +336,23 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
             os.close(fd)
 
 
+def _generate_context(args: argparse.Namespace) -> SecretContext:
+    """The context keygen's options describe (the slow part of keygen)."""
+    kwargs: dict[str, Any] = dict(
+        max_clients=args.max_clients, clip=args.clip, frac_bits=args.frac_bits,
+        max_weight=args.max_weight, min_clients=args.min_clients,
+    )
+    kwargs.update(schemes.get(args.scheme).accepted(
+        {"key_bits": args.key_bits, "insecure": args.insecure or None, "security": args.security}))
+    return generate(args.scheme, **kwargs)
+
+
 def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
+    if args.out_dir is not None:
+        return _keygen_kits(args, out)
+    if args.silos is not None:
+        raise ConfigError("--silos writes one kit per silo into --out-dir DIR; "
+                          "use it with --out-dir instead of --out.")
     public_out = args.public_out or args.out.with_name(args.out.name + ".pub")
     if public_out.resolve() == args.out.resolve():
         raise ConfigError("--public-out must differ from --out.")
@@ -279,13 +363,7 @@ def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
             args.out.resolve(), public_out.resolve()):
         raise ConfigError("--passphrase-file must differ from --out and --public-out.")
     passphrase = _new_passphrase(args)  # before the (possibly slow) key generation
-    kwargs: dict[str, Any] = dict(
-        max_clients=args.max_clients, clip=args.clip, frac_bits=args.frac_bits,
-        max_weight=args.max_weight, min_clients=args.min_clients,
-    )
-    kwargs.update(schemes.get(args.scheme).accepted(
-        {"key_bits": args.key_bits, "insecure": args.insecure or None, "security": args.security}))
-    ctx = generate(args.scheme, **kwargs)
+    ctx = _generate_context(args)
     secret = ctx.to_bytes() if passphrase is None else ctx.to_sealed_bytes(passphrase)
     _write_private(args.out, secret, force=args.force)
     public_out.write_bytes(ctx.public.to_bytes())
@@ -297,6 +375,107 @@ def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
           "never to the server", file=out)
     print(f"public context: {public_out}", file=out)
     print("  give it to the server (aggregator) and the clients", file=out)
+    return 0
+
+
+# -- keygen --silos: per-silo key kits -----------------------------------------------
+
+#: the public kit's file name in ``--out-dir``
+SERVER_KIT = "server.secagg.pub"
+_SILO_KIT = re.compile(r"silo-(\d+)\.secagg")
+
+
+def silo_kit_name(silo: int, silos: int) -> str:
+    """``silo-03.secagg``: the secret kit of silo ``silo`` (1-based) of ``silos``."""
+    return f"silo-{silo:0{max(2, len(str(silos)))}d}.secagg"
+
+
+def _existing_kits(out_dir: Path) -> list[Path]:
+    """The key kits already in ``out_dir`` (silo-N.secagg and server.secagg.pub)."""
+    if not out_dir.is_dir():
+        return []
+    numbered = [(int(m.group(1)), p) for p in out_dir.iterdir()
+                if (m := _SILO_KIT.fullmatch(p.name)) is not None]
+    found = [p for _, p in sorted(numbered)]
+    if (out_dir / SERVER_KIT).exists():
+        found.append(out_dir / SERVER_KIT)
+    return found
+
+
+def _make_kit_dir(out_dir: Path) -> bool:
+    """Create ``out_dir`` owner-only (0700) if it is new; warn if an existing one is open."""
+    if out_dir.is_dir():
+        mode = stat.S_IMODE(out_dir.stat().st_mode)
+        if mode & 0o077:
+            print(f"warning: {out_dir} is open to other users (mode {mode:04o}); the secret "
+                  f"kits are 0600, but run chmod 700 on it.", file=sys.stderr)
+        return False
+    out_dir.mkdir(mode=0o700, parents=True)
+    os.chmod(out_dir, 0o700)  # whatever the umask
+    return True
+
+
+def _keygen_kits(args: argparse.Namespace, out: TextIO) -> int:
+    """``keygen --silos N --out-dir DIR``: one sealed secret kit per silo, one public kit."""
+    from secagg import keystore
+
+    out_dir: Path = args.out_dir
+    silos = args.silos
+    if silos is None:
+        raise ConfigError("--out-dir writes one key kit per silo: pass --silos N.")
+    if args.public_out is not None:
+        raise ConfigError(f"--public-out is for --out; with --out-dir the public kit is "
+                          f"{out_dir / SERVER_KIT}.")
+    if not 1 <= silos <= keystore.MAX_SILOS:
+        raise ConfigError(f"--silos must be in [1, {keystore.MAX_SILOS}]; found {silos}.")
+    if silos > args.max_clients:
+        raise ConfigError(f"--silos {silos} exceeds --max-clients {args.max_clients}: a sum "
+                          f"holds at most max_clients updates; raise --max-clients.")
+    if silos < args.min_clients:
+        raise ConfigError(f"--silos {silos} is below --min-clients {args.min_clients}: the "
+                          f"silos could never decrypt an aggregate; lower --min-clients.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir} exists and is not a directory.")
+    kits = [out_dir / silo_kit_name(i, silos) for i in range(1, silos + 1)]
+    public_out = out_dir / SERVER_KIT
+    existing = _existing_kits(out_dir)
+    if existing and not args.force:
+        names = ", ".join(p.name for p in existing[:4]) + (", ..." if len(existing) > 4 else "")
+        raise ConfigError(f"{out_dir} already holds {len(existing)} key kit(s) ({names}); "
+                          f"pass --force to replace them all.")
+    if args.passphrase_file is not None and args.passphrase_file.resolve() in {
+            p.resolve() for p in (*kits, public_out)}:
+        raise ConfigError("--passphrase-file must not be one of the kits keygen writes.")
+    passphrase = _new_passphrase(args)  # before the (possibly slow) key generation
+    ctx = _generate_context(args)
+    created = _make_kit_dir(out_dir)
+    secret = ctx.to_bytes()
+    for i, path in enumerate(kits, 1):
+        data = keystore.label_kit(secret, i, silos)
+        if passphrase is not None:
+            data = keystore.seal_secret(data, passphrase, n=keystore.DEFAULT_SCRYPT_N)
+        _write_private(path, data, force=args.force)
+    public_out.write_bytes(ctx.public.to_bytes())
+    # --force: kits beyond --silos are of the replaced key; none may be mistaken for a new one
+    stale = [p for p in _existing_kits(out_dir) if p not in kits and p != public_out]
+    for path in stale:
+        path.unlink()
+    sealing = ("passphrase-encrypted, one passphrase for all" if passphrase is not None
+               else "NOT encrypted: --no-passphrase")
+    print(f"{ctx.scheme} context, fingerprint {ctx.fingerprint.hex()}", file=out)
+    if created:
+        print(f"directory: {out_dir} (created, mode 0700)", file=out)
+    print(f"silo kits: {silos} secret kits (mode 0600, {sealing})", file=out)
+    for i, path in enumerate(kits, 1):
+        print(f"  {path}  silo {i} of {silos}", file=out)
+    print("  all silos share ONE secret context (cross-silo mode: one shared key); the kits "
+          "differ only in their silo label", file=out)
+    print("  give each silo its own kit only; never give a kit to the server", file=out)
+    print(f"public kit: {public_out}", file=out)
+    print("  give it to the server (aggregator) and the clients", file=out)
+    if stale:
+        print(f"removed {len(stale)} kit(s) of the replaced key: "
+              + ", ".join(p.name for p in stale), file=out)
     return 0
 
 
@@ -362,11 +541,29 @@ def _update_lines(body: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _kit_lines(kind: Kind, data: bytes) -> list[str]:
+    """What a context holds and for whom (a silo's key kit says which silo)."""
+    if kind == Kind.PUBLIC_CONTEXT:
+        return ["kit:          public context for the server and clients"]
+    if kind != Kind.SECRET_CONTEXT:
+        return []
+    label = kit_label(data)
+    if label is None:
+        return ["kit:          secret context for the key holder, or for every silo in "
+                "cross-silo mode; never give it to the server"]
+    silo, silos = label
+    return [f"kit:          secret context for silo {silo} of {silos} (cross-silo shared key); "
+            f"give it to that silo only, never to the server",
+            f"              all {silos} silo kits hold the same secret context (one shared "
+            f"key); only this label differs"]
+
+
 def inspect_payload(data: bytes) -> list[str]:
     """Describe a secagg payload's header and public fields, one line per item.
 
     Secret material is never shown: for a secret context only its public half
-    is described, with a line saying that secret material is present.
+    is described, with a line saying that secret material is present. A
+    context's ``kit:`` line says for whom it is (a silo's kit: which silo).
 
     Raises:
         SecAggError: (a ``FormatError`` subclass) if ``data`` is not a valid payload.
@@ -379,6 +576,7 @@ def inspect_payload(data: bytes) -> list[str]:
         f"kind:         {kind.name.lower()}",
         f"version:      {data[6]}",
         f"size:         {len(data)} bytes ({body_size} body, 16 header, 16 digest)",
+        *_kit_lines(kind, data),
     ]
     if kind == Kind.PUBLIC_CONTEXT:
         lines += _public_lines(raw)
@@ -455,10 +653,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="FedAvg/FedSGD on digits: plaintext vs secure aggregation")
     add_demo_arguments(demo)
 
-    keygen = sub.add_parser("keygen", help="make a secret context and its public half")
+    keygen = sub.add_parser(
+        "keygen", help="make a secret context and its public half (or per-silo key kits)",
+        description="Make a secret context and its public half: --out FILE writes one secret "
+        "context; --silos N --out-dir DIR writes the key kits of a cross-silo federation: "
+        "DIR/silo-01.secagg ... (one secret kit per silo, mode 0600; all hold the same shared "
+        "key, labelled with their silo) and DIR/server.secagg.pub (the public kit).")
     keygen.add_argument("--scheme", choices=schemes.available(), required=True)
-    keygen.add_argument("--out", type=Path, required=True,
-                        help="secret context file (written with mode 0600)")
+    where = keygen.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, default=None,
+                       help="secret context file (written with mode 0600)")
+    where.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                       help="with --silos: directory for the key kits (created with mode "
+                            "0700 if new)")
+    keygen.add_argument("--silos", type=int, default=None, metavar="N",
+                        help="with --out-dir: write one secret kit per silo (silo-01.secagg "
+                             "...) and the server's public kit (server.secagg.pub)")
     keygen.add_argument("--public-out", type=Path, default=None,
                         help="public context file (default: OUT.pub)")
     keygen.add_argument("--max-clients", type=int, default=100)
@@ -471,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CKKS and BFV security level (default 128)")
     keygen.add_argument("--insecure", action="store_true",
                         help="allow Paillier keys below 2048 bits (tests only)")
-    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+    keygen.add_argument("--force", action="store_true",
+                        help="overwrite existing files (with --out-dir: replace every kit there)")
     _add_passphrase_arguments(keygen, new=True)
 
     insp = sub.add_parser("inspect", help="show a payload's header and public parameters")

@@ -7,6 +7,7 @@ codec, the packing or lattice parameters and the public key, never a secret.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NoReturn, TypeVar, cast, overload
 
@@ -14,15 +15,18 @@ import msgpack
 import numpy as np
 
 from secagg import schemes
+from secagg._checks import check_choice, check_int, count_of
 from secagg.codec import FixedPointCodec, Rounding
 from secagg.dp import DistributedDP
 from secagg.errors import (
     ConfigError,
     ContextMismatchError,
     CountMismatchError,
+    EncodingError,
     FormatError,
     InsecureContextError,
     InsufficientClientsError,
+    SecAggWarning,
     TreeError,
     WeightError,
 )
@@ -31,9 +35,15 @@ from secagg.tree import flatten, unflatten
 from secagg.update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
 from secagg.wire import Body, Kind, digest, open_payload, seal
 
-__all__ = ["generate", "PublicContext", "SecretContext", "RawSum", "Reduce", "public_only"]
+__all__ = ["generate", "PublicContext", "SecretContext", "RawSum", "Reduce", "OnClip",
+           "public_only", "raw_sum_from_slots"]
 
 Reduce = Literal["sum", "mean", "weighted_mean"]
+#: what ``encrypt`` does with values beyond ``±clip``
+OnClip = Literal["saturate", "warn", "raise"]
+_ON_CLIP: tuple[OnClip, ...] = ("saturate", "warn", "raise")
+#: ``generate``'s ``min_clients`` when none is passed
+DEFAULT_MIN_CLIENTS = 2
 
 _T = TypeVar("_T")
 
@@ -93,6 +103,7 @@ class _Encrypts:
         rng: np.random.Generator | None = None,
         workers: int = 1,
         progress: bool = False,
+        on_clip: OnClip = "saturate",
     ) -> EncryptedUpdate:
         """Quantize and encrypt a tree of tensors.
 
@@ -106,15 +117,21 @@ class _Encrypts:
             workers: processes to encrypt with (Paillier; results decode the same
                 for any number).
             progress: show a progress bar (needs tqdm).
+            on_clip: what to do with values outside ``[-clip, clip]``:
+                ``"saturate"`` (default) clamps them to ``±clip``; ``"warn"``
+                clamps them and issues a :class:`secagg.SecAggWarning` saying how
+                many (never which values); ``"raise"`` refuses the update with an
+                ``EncodingError`` saying how many, before anything is encrypted.
 
-        Values outside ``[-clip, clip]`` saturate; how many did is in
-        ``update.num_clipped`` (client side only). With distributed DP (``dp=`` in
+        How many values were clamped is in ``update.num_clipped`` (client side
+        only, whatever ``on_clip``). With distributed DP (``dp=`` in
         :func:`generate`) the whole update is first scaled into the L2 ball of
         radius ``dp.l2_clip`` and integer discrete Gaussian noise is added to the
         quantized values before encryption.
         """
         pub, encryptor = self._encryption()
         codec, dp = pub.codec, pub.dp
+        check_choice("on_clip", on_clip, _ON_CLIP)
         spec, flat = flatten(tree)
         if spec.num_values == 0:
             raise TreeError("the tree has no floating values to encrypt.")
@@ -123,6 +140,19 @@ class _Encrypts:
         if dp is not None:
             flat, _ = dp.clip_update(flat)
         q, clipped = codec.raw_encode(flat, rng)
+        if clipped and on_clip == "raise":
+            raise EncodingError(
+                f"{_clipped_text(clipped, q.size, codec)}; nothing was encrypted. Scale the "
+                f"update down, raise clip in generate(), or pass on_clip='saturate' (or 'warn') "
+                f"to clamp such values to ±{codec.clip_value!r}."
+            )
+        if clipped and on_clip == "warn":
+            warnings.warn(
+                f"{_clipped_text(clipped, q.size, codec)} and {'was' if clipped == 1 else 'were'} "
+                f"clamped to ±{codec.clip_value!r}; if that happens often, scale the update down "
+                f"or raise clip in generate() (on_clip='raise' refuses such updates).",
+                SecAggWarning, stacklevel=2,
+            )
         slots = np.empty(q.size + EXTRA_SLOTS, dtype=np.int64)
         values = slots[: q.size]
         np.multiply(q, w, out=values)
@@ -154,6 +184,14 @@ class _Encrypts:
         cts = encryptor.raw_encrypt(slots, term=True)
         return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.TERM, 0, spec, round_id,
                                cts, pub.backend, terms=1)
+
+
+def _clipped_text(clipped: int, total: int, codec: FixedPointCodec) -> str:
+    """``"3 of 10 values exceeded clip=1.0"``: a count and the clip, never a value."""
+    text = f"{clipped} of {count_of(total, 'value')} exceeded clip={codec.clip!r}"
+    if codec.clip_value != codec.clip:  # clip * 2**frac_bits is not an integer
+        text += f" (the codec saturates at ±{codec.clip_value!r})"
+    return text
 
 
 class PublicContext(_Encrypts):
@@ -347,6 +385,28 @@ def public_only(context: object, what: str = "this") -> PublicContext:
     return context
 
 
+def raw_sum_from_slots(sums: np.ndarray, total: EncryptedUpdate,
+                       codec: FixedPointCodec) -> RawSum:
+    """Check the decrypted weight and count slots of ``total`` and split them off.
+
+    Every way of decrypting (a key holder, threshold share holders) ends here.
+    After decryption the messages name the check, never the decrypted numbers:
+    a deviating server would otherwise read them off an error reply.
+    """
+    weight_sum, count = int(sums[-2]), int(sums[-1])
+    if count != total.count:
+        raise CountMismatchError(
+            "the encrypted count does not match the count in the payload's header: the "
+            "payload was relabelled or crafted. It is refused."
+        )
+    if not total.count <= weight_sum <= total.count * codec.max_weight:
+        raise CountMismatchError(
+            "the encrypted weight sum is impossible for the payload's count and the "
+            "context's max_weight: the aggregate was crafted. It is refused."
+        )
+    return RawSum(sums[:-EXTRA_SLOTS], weight_sum, total.count, total.terms)
+
+
 @dataclass(frozen=True)
 class RawSum:
     """A decrypted sum before decoding: exact integers.
@@ -443,7 +503,7 @@ class SecretContext(_Encrypts):
             raise ContextMismatchError("this sum was made under another key or codec.")
         if total.count < self.min_clients:
             raise InsufficientClientsError(
-                f"refusing to decrypt a sum of {total.count} client update(s); min_clients is "
+                f"refusing to decrypt a sum of {count_of(total.count, 'client update')}; min_clients is "
                 f"{self.min_clients}. Decrypting fewer would reveal individual updates."
             )
         return total
@@ -457,20 +517,7 @@ class SecretContext(_Encrypts):
             total.ciphertexts, total.num_slots, total.count, total.terms,
             workers=_check_workers(workers), progress=progress,
         )
-        weight_sum, count = int(sums[-2]), int(sums[-1])
-        # After decryption the messages name the check, never the decrypted numbers:
-        # a deviating server would otherwise read them off an error reply.
-        if count != total.count:
-            raise CountMismatchError(
-                "the encrypted count does not match the count in the payload's header: the "
-                "payload was relabelled or crafted. It is refused."
-            )
-        if not total.count <= weight_sum <= total.count * self.codec.max_weight:
-            raise CountMismatchError(
-                "the encrypted weight sum is impossible for the payload's count and the "
-                "context's max_weight: the aggregate was crafted. It is refused."
-            )
-        return RawSum(sums[:-EXTRA_SLOTS], weight_sum, total.count, total.terms)
+        return raw_sum_from_slots(sums, total, self.codec)
 
     def decrypt(
         self,
@@ -560,7 +607,7 @@ def generate(
     clip: float = 1.0,
     frac_bits: int = 16,
     max_weight: int = 1,
-    min_clients: int = 2,
+    min_clients: int | None = None,
     rounding: Rounding = "nearest",
     max_terms: int = 0,
     term_clip: float | None = None,
@@ -576,7 +623,9 @@ def generate(
         clip: values saturate at ``±clip``.
         frac_bits: fixed-point fractional bits (resolution ``2**-frac_bits``).
         max_weight: largest integer weight (sample count) per client.
-        min_clients: smallest sum the key holder agrees to decrypt.
+        min_clients: smallest sum the key holder agrees to decrypt (default 2;
+            at most ``max_clients``; 1 only in tests, as decrypting a single
+            update reveals it).
         rounding: ``"nearest"`` or ``"stochastic"``.
         max_terms: how many tensors (plaintext or encrypted, see
             ``PublicContext.encrypt_term``) may be added to one aggregate.
@@ -612,9 +661,33 @@ def generate(
         rounding=rounding, extra_summands=max_terms, term_clip=term_clip,
         noise_bound=0 if dp is None else dp.noise_bound(frac_bits),
     )
-    if isinstance(min_clients, bool) or not isinstance(min_clients, int) or not (
-        1 <= min_clients <= max_clients
-    ):
-        raise ConfigError(f"min_clients must be in [1, max_clients={max_clients}]. Found {min_clients!r}.")
+    min_clients = _check_min_clients(min_clients, codec.max_clients, dp)
     _check_dp(dp, codec, min_clients)
     return SecretContext(entry.make(codec, options), min_clients=min_clients, dp=dp)
+
+
+def _check_min_clients(min_clients: object, max_clients: int, dp: DistributedDP | None) -> int:
+    """``generate``'s ``min_clients``; the message names what the user passed, or the default."""
+    if min_clients is None:
+        if max_clients < DEFAULT_MIN_CLIENTS:
+            raise ConfigError(
+                f"max_clients={max_clients} is below the default min_clients="
+                f"{DEFAULT_MIN_CLIENTS} (the smallest sum the key holder decrypts); pass "
+                f"min_clients={max_clients} as well. Decrypting a single update reveals it, "
+                f"so only do that in tests."
+            )
+        if dp is not None and dp.min_clients > DEFAULT_MIN_CLIENTS:
+            raise ConfigError(
+                f"the default min_clients={DEFAULT_MIN_CLIENTS} is below the DP calibration "
+                f"target dp.min_clients={dp.min_clients}: a smaller sum would carry too little "
+                f"noise. Pass min_clients={dp.min_clients} (or more) as well."
+            )
+        return DEFAULT_MIN_CLIENTS
+    n = check_int("min_clients", min_clients, 1)
+    if n > max_clients:
+        raise ConfigError(
+            f"min_clients={n} is above max_clients={max_clients}: a sum holds at most "
+            f"max_clients updates, so the key holder would never decrypt one. Lower "
+            f"min_clients or raise max_clients."
+        )
+    return n

@@ -28,6 +28,8 @@ __all__ = [
     "EncodingError",
     "TreeError",
     "TreeMismatchError",
+    "MissingExtraError",
+    "DeviceError",
     "WeightError",
     "FormatError",
     "TruncatedPayloadError",
@@ -48,6 +50,22 @@ __all__ = [
     "CountMismatchError",
     "AggregateRefusedError",
     "AppFailedError",
+    "SecAggWarning",
+    "MaskingProtocolError",
+    "StageError",
+    "PeerSetError",
+    "UnmaskRefusedError",
+    "KeyAuthenticationError",
+    "ShareDecryptionError",
+    "ReconstructionError",
+    "TooFewSurvivorsError",
+    "InsecureThresholdError",
+    "SignatureError",
+    "UnknownSignerError",
+    "UnverifiedAggregateError",
+    "RoundAlreadyDecryptedError",
+    "InvalidPartialError",
+    "NotEnoughPartialsError",
     "PUBLIC_REASONS",
     "public_reason",
 ]
@@ -113,6 +131,14 @@ class TreeError(SecAggError, TypeError, code="SA-TREE"):
 
 class TreeMismatchError(SecAggError, ValueError, code="SA-TREE"):
     """Raised when an update's tree spec (structure, leaf names, shapes) differs."""
+
+
+class MissingExtraError(ConfigError, ImportError, code="SA-CONFIG"):
+    """Raised when an optional dependency is missing; the message names the extra to install."""
+
+
+class DeviceError(ConfigError, code="SA-CONFIG"):
+    """Raised when decoding to a device that does not exist here (or is no device name)."""
 
 
 class WeightError(SecAggError, ValueError, code="SA-ENCODE"):
@@ -205,6 +231,15 @@ class AggregateRefusedError(SecAggError, ValueError):
         super().__init__(public_reason(self))
 
 
+class SecAggWarning(SecAggError, UserWarning, code="SA-ENCODE"):
+    """The category of secagg's warnings (``warnings.warn``), e.g. ``encrypt(on_clip="warn")``.
+
+    It is a ``UserWarning`` (filter it with ``warnings.simplefilter("error",
+    secagg.SecAggWarning)`` to turn it into an exception) and, like every class
+    here, a :class:`SecAggError`.
+    """
+
+
 class MissingSecretKeyError(SecAggError, TypeError, code="SA-CONFIG"):
     """Raised when an operation needs the secret key and only public material is held."""
 
@@ -221,3 +256,107 @@ def public_reason(exc: BaseException) -> str:
     if code not in PUBLIC_REASONS:
         code = "SA-INTERNAL"
     return f"{code}: {PUBLIC_REASONS[code]}"
+
+
+# -- masked aggregation (secagg.masking) ----------------------------------------------
+class MaskingProtocolError(SecAggError, ValueError, code="SA-FORMAT"):
+    """Raised when a masking-protocol message is well formed but does not fit the round.
+
+    Its subclasses name the problem; the party that raised it is left unchanged
+    and still accepts the right message.
+    """
+
+
+class StageError(MaskingProtocolError):
+    """Raised when a masking message or call comes out of order (its stage is closed or not open)."""
+
+
+class PeerSetError(MaskingProtocolError):
+    """Raised when a message names peers that contradict what this party saw in earlier stages.
+
+    For example a peer in an unmask request that sent no shares, a sender that is not
+    a neighbour, a dropped set overlapping the survivor set, or a duplicate entry.
+    """
+
+
+class UnmaskRefusedError(MaskingProtocolError):
+    """Raised by a masking client asked to reveal both secrets of one peer (Bonawitz et al.'s rule).
+
+    A client reveals, for each peer, either its share of the peer's self-mask seed
+    (the peer survived) or its share of the peer's mask key (the peer dropped),
+    never both, across every request of the round.
+    """
+
+
+class KeyAuthenticationError(MaskingProtocolError, code="SA-CONTEXT"):
+    """Raised when an advertised masking public key is not signed by its owner's long-term key."""
+
+
+class ShareDecryptionError(MaskingProtocolError):
+    """Raised when an encrypted share fails authentication (altered, replayed or misdirected)."""
+
+
+class ReconstructionError(MaskingProtocolError):
+    """Raised when a reconstructed secret contradicts its owner's commitment or public key.
+
+    Some holder sent a wrong share; the aggregate is not computed.
+    """
+
+
+class TooFewSurvivorsError(InsufficientClientsError):
+    """Raised when fewer than ``threshold`` parties remain where a secret must be recoverable.
+
+    Raised by the server (it stops the round; nothing is unmasked) and by a client
+    (it refuses to continue, or to reveal shares, with fewer than ``threshold`` peers).
+    """
+
+
+class InsecureThresholdError(ConfigError):
+    """Raised when a masking threshold is at most half the holders of a secret, or above them.
+
+    With ``t <= holders / 2`` two disjoint groups of ``t`` holders exist, and a server
+    telling each a different story could recover both secrets of one client.
+    """
+
+
+# -- threshold Paillier (secagg.threshold) ----------------------------------------------
+class SignatureError(FormatError):
+    """Raised when a signed update's Ed25519 signature does not verify (forged or altered)."""
+
+
+class UnknownSignerError(SignatureError, code="SA-CONTEXT"):
+    """Raised when a signed update's signer is not a client registered with the share holder."""
+
+
+class UnverifiedAggregateError(SecAggError, ValueError, code="SA-FORMAT"):
+    """Raised when a share holder cannot recompute the aggregate it is asked to decrypt.
+
+    In verified mode a share holder partially decrypts only the sum it recomputed
+    from signed payloads of registered clients; an aggregate that differs from that
+    sum (padded, scaled or relabelled by a deviating server) is refused.
+    """
+
+
+class RoundAlreadyDecryptedError(ReplayError):
+    """Raised when a share holder already partially decrypted another aggregate of this round.
+
+    A verified share holder decrypts one aggregate per round: two different subsets
+    of one round's signed updates would give the server their difference.
+    """
+
+
+class InvalidPartialError(FormatError):
+    """Raised when a partial decryption is malformed, belongs to another aggregate or key set,
+    or its proof of correctness does not verify. ``holder`` names the share holder it claims.
+    """
+
+    holder: int | None = None
+
+
+class NotEnoughPartialsError(SecAggError, ValueError, code="SA-INTERNAL"):
+    """Raised when fewer than ``threshold`` valid partial decryptions are given to ``combine``.
+
+    ``rejected`` lists the partials that failed verification, with the holder each named.
+    """
+
+    rejected: tuple[Any, ...] = ()

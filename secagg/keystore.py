@@ -10,6 +10,15 @@ written. The encrypted payload is itself a secagg payload of kind
 
 The scrypt cost is bounded on load (``n * r <= 2**21``, at most 256 MiB), so
 hostile bytes cannot make loading allocate or spin without limit.
+
+Per-silo key kits (``python -m secagg keygen --silos N --out-dir DIR``) are the
+one shared secret context of a cross-silo federation, written once per silo
+with a label saying whose it is: an extra field of the secret context's body,
+``"kit": {"silo": i, "silos": n}`` (:func:`label_kit`, :func:`kit_label`).
+Every reader ignores the field, so a kit loads wherever a secret context does
+(``SecretContext.load(path, passphrase=...)``, ``secagg_mod``) and has the same
+fingerprint; the label is inside the passphrase encryption, so it is
+authenticated along with the key.
 """
 
 from __future__ import annotations
@@ -22,10 +31,14 @@ from secagg.errors import ConfigError, FormatError, SecAggError
 from secagg.wire import Kind, open_payload, peek_kind, seal
 
 __all__ = ["seal_secret", "open_secret", "write_private", "WrongPassphraseError",
-           "DEFAULT_SCRYPT_N"]
+           "DEFAULT_SCRYPT_N", "KIT_FIELD", "MAX_SILOS", "label_kit", "kit_label"]
 
 DEFAULT_SCRYPT_N = 2**15
 _MAX_N_TIMES_R = 2**21
+#: the field of a secret context's body that labels a per-silo key kit
+KIT_FIELD = "kit"
+#: the most silos a set of kits may name
+MAX_SILOS = 10_000
 
 
 class WrongPassphraseError(SecAggError, ValueError):
@@ -102,3 +115,42 @@ def write_private(path: str | Path, data: bytes, *, overwrite: bool = False) -> 
             f.write(data)
     except BaseException:
         raise
+
+
+# -- per-silo key kits -----------------------------------------------------------------
+
+
+def _check_silo(silo: int, silos: int) -> tuple[int, int]:
+    if type(silos) is not int or not 1 <= silos <= MAX_SILOS:
+        raise ConfigError(f"silos must be an integer in [1, {MAX_SILOS}]; found {silos!r}.")
+    if type(silo) is not int or not 1 <= silo <= silos:
+        raise ConfigError(f"silo must be an integer in [1, {silos}]; found {silo!r}.")
+    return silo, silos
+
+
+def label_kit(secret: bytes, silo: int, silos: int) -> bytes:
+    """Secret-context bytes labelled as the key kit of silo ``silo`` (1-based) of ``silos``.
+
+    The secret context itself is unchanged (same key, same fingerprint); only
+    the label is added (or replaced). Seal the result with :func:`seal_secret`
+    to encrypt it under a passphrase.
+    """
+    silo, silos = _check_silo(silo, silos)
+    _, body = open_payload(secret, Kind.SECRET_CONTEXT)
+    fields = dict(body.raw())
+    fields[KIT_FIELD] = {"silo": silo, "silos": silos}
+    return seal(Kind.SECRET_CONTEXT, fields)
+
+
+def kit_label(secret: bytes) -> tuple[int, int] | None:
+    """``(silo, silos)`` of a key kit made by :func:`label_kit`; ``None`` if it has no label.
+
+    Raises:
+        FormatError: if ``secret`` is not a secret context, or its label is malformed.
+    """
+    _, body = open_payload(secret, Kind.SECRET_CONTEXT)
+    if body.optional(KIT_FIELD) is None:
+        return None
+    label = body.section(KIT_FIELD)
+    silos = label.integer("silos", 1, MAX_SILOS)
+    return label.integer("silo", 1, silos), silos

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from secagg.errors import EncodingError, FormatError, TreeError, TreeMismatchError
+from secagg._checks import a_or_an
+from secagg.errors import DeviceError, EncodingError, FormatError, TreeError, TreeMismatchError
 from secagg.wire import show
 
-__all__ = ["LeafSpec", "TreeSpec", "flatten", "unflatten"]
+__all__ = ["LeafSpec", "TreeSpec", "flatten", "unflatten", "available_devices", "check_device"]
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _MAX_DEPTH = 64
@@ -57,7 +58,10 @@ class TreeSpec:
     ``structure`` is plain nested data: ``["dict", [keys], [children]]``,
     ``["list", [children]]``, ``["tuple", [children]]``, ``["leaf", i]`` or
     ``["none"]``. Two specs are *compatible* when structure, leaf names and
-    shapes agree; dtype and device only steer decoding.
+    shapes agree (:meth:`check_compatible`); dtype, library and device steer
+    decoding. An :class:`~secagg.Aggregator` also refuses a leaf whose dtype or
+    library differs from the first update's (:meth:`type_difference`) unless
+    it was made with ``cast=True``; devices may always differ.
     """
 
     structure: Any
@@ -100,6 +104,16 @@ class TreeSpec:
                     f"leaf {mine.name!r} has shape {theirs.shape}, expected {mine.shape}."
                 )
         raise TreeMismatchError("tree structure (containers or None leaves) differs.")
+
+    def type_difference(self, other: TreeSpec) -> tuple[LeafSpec, LeafSpec] | None:
+        """The first pair of leaves (mine, other's) whose dtype or library differ, if any.
+
+        Meant for compatible specs (:meth:`check_compatible`); devices are not compared.
+        """
+        for mine, theirs in zip(self.leaves, other.leaves):
+            if mine.dtype != theirs.dtype or mine.lib != theirs.lib:
+                return mine, theirs
+        return None
 
     # -- plain data for the wire -----------------------------------------------
     def to_obj(self) -> list[Any]:
@@ -227,7 +241,7 @@ def flatten(tree: Any) -> tuple[TreeSpec, np.ndarray]:
             leaf, arr = _numpy_leaf(node, name)
         else:
             raise TreeError(
-                f"leaf {name!r} is a {type(node).__name__}; expected a numpy array, a torch "
+                f"leaf {name!r} is {a_or_an(type(node).__name__)}; expected a numpy array, a torch "
                 f"tensor, None, or a list / tuple / dict of them."
             )
         if leaf.size == 0:
@@ -268,8 +282,79 @@ def _torch_leaf(t: Any, name: str) -> tuple[LeafSpec, np.ndarray]:
 
 
 # -- unflatten -------------------------------------------------------------------
+def available_devices() -> list[str]:
+    """The devices torch leaves can be decoded to in this process: ``["cpu", "cuda:0", ...]``.
+
+    Only ``"cpu"`` while torch has not been imported (no torch leaf can exist then).
+    """
+    torch = _torch()
+    out = ["cpu"]
+    if torch is None:
+        return out
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        out += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return out
+
+
+def _device_exists(dev: Any) -> bool:
+    """Whether the ``torch.device`` ``dev`` can hold a tensor in this process."""
+    import torch  # imported already: ``dev`` is a torch.device
+
+    if dev.type in ("cpu", "meta"):
+        return True
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available()) and (dev.index or 0) < torch.cuda.device_count()
+    if dev.type == "mps":
+        return bool(torch.backends.mps.is_available()) and (dev.index or 0) == 0
+    try:  # any other backend: ask it
+        torch.empty(0, device=dev)
+    except Exception:  # torch raises AssertionError, RuntimeError ... for a missing backend
+        return False
+    return True
+
+
+def check_device(device: Any) -> Any:
+    """``device`` as a ``torch.device`` that exists here; ``DeviceError`` otherwise.
+
+    Accepts a device string (``"cuda"``, ``"cuda:1"``, ``"cpu"``), a
+    ``torch.device`` or a CUDA index; the message names the devices there are::
+
+        DeviceError: device 'cuda' is not available here (available: cpu); ...
+    """
+    import torch
+
+    avail = available_devices()
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str) or (isinstance(device, int) and not isinstance(device, bool)):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise DeviceError(
+                f"device {device!r:.80} is not a torch device name such as 'cpu', 'cuda' or "
+                f"'cuda:1' (available here: {', '.join(avail)})."
+            ) from None
+    else:
+        raise DeviceError(
+            f"device must be a string such as 'cpu' or 'cuda:0', or a torch.device. "
+            f"Found {a_or_an(type(device).__name__)}."
+        )
+    if not _device_exists(dev):
+        raise DeviceError(
+            f"device {str(dev)!r} is not available here (available: {', '.join(avail)}); pass "
+            f"one of those, e.g. device={avail[-1]!r}, or device=None to put each leaf on its "
+            f"recorded device where that exists here (else the CPU)."
+        )
+    return dev
+
+
 def _resolve_device(device: str) -> str:
-    """The leaf's device if it exists in this process, else the CPU."""
+    """The leaf's recorded device if it exists in this process, else the CPU."""
     torch = _torch()
     if device == "cpu" or torch is None:
         return "cpu"
@@ -277,13 +362,7 @@ def _resolve_device(device: str) -> str:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
         return "cpu"
-    if dev.type == "cuda":
-        if torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count():
-            return device
-        return "cpu"
-    if dev.type == "mps":
-        return device if torch.backends.mps.is_available() else "cpu"
-    return "cpu"
+    return device if dev.type != "meta" and _device_exists(dev) else "cpu"
 
 
 def unflatten(spec: TreeSpec, flat: np.ndarray, *, device: Any = None) -> Any:
@@ -291,11 +370,14 @@ def unflatten(spec: TreeSpec, flat: np.ndarray, *, device: Any = None) -> Any:
 
     Each leaf gets its recorded shape and dtype; torch leaves go to their
     recorded device where that device exists here, else the CPU, unless
-    ``device`` overrides it (numpy leaves stay numpy arrays).
+    ``device`` overrides it (numpy leaves stay numpy arrays). A ``device``
+    that does not exist here raises ``DeviceError`` naming the ones that do.
     """
     flat = np.asarray(flat, dtype=np.float64)
     if flat.size != spec.num_values:
         raise TreeMismatchError(f"got {flat.size} values for a tree of {spec.num_values}.")
+    if device is not None and any(leaf.lib == "torch" for leaf in spec.leaves):
+        device = check_device(device)
     offsets = np.cumsum([0] + [leaf.size for leaf in spec.leaves])
     built: list[Any] = []
     for i, leaf in enumerate(spec.leaves):
@@ -322,7 +404,7 @@ def _make_leaf(leaf: LeafSpec, chunk: np.ndarray, device: Any) -> Any:
         return chunk.astype(leaf.dtype)
     import torch
 
-    target = str(device) if device is not None else _resolve_device(leaf.device)
+    target = device if device is not None else _resolve_device(leaf.device)
     return torch.from_numpy(np.ascontiguousarray(chunk)).to(
         device=target, dtype=getattr(torch, leaf.dtype)
     )

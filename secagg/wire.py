@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from secagg._checks import a_or_an
 from secagg.errors import (
     CorruptPayloadError,
     FormatError,
@@ -51,6 +52,20 @@ class Kind(IntEnum):
     TERM = 5
     CHECKPOINT = 6
     SEALED_SECRET = 7
+    # secagg.masking: pairwise-masked aggregation (no key holder)
+    MASK_CONFIG = 8
+    MASK_KEYS = 9
+    MASK_KEY_LIST = 10
+    MASK_SHARES = 11
+    MASK_SHARE_LIST = 12
+    MASK_INPUT = 13
+    MASK_UNMASK_REQUEST = 14
+    MASK_UNMASK = 15
+    # secagg.threshold: t-of-n threshold Paillier (no single key holder)
+    THRESHOLD_SHARE = 16
+    THRESHOLD_PUBLIC = 17
+    PARTIAL_DECRYPTION = 18
+    SIGNED_UPDATE = 19
 
 
 def show(value: object, limit: int = 40) -> str:
@@ -105,7 +120,8 @@ def open_payload(data: bytes, *expected: Kind) -> tuple[Kind, Body]:
     kind = peek_kind(data)
     if expected and kind not in expected:
         names = " or ".join(k.name.lower() for k in expected)
-        raise FormatError(f"expected a {names} payload, got a {kind.name.lower()} payload.")
+        raise FormatError(f"expected {a_or_an(names)} payload, got {a_or_an(kind.name.lower())} "
+                          f"payload.")
     (length,) = struct.unpack_from(">Q", data, 8)
     end = _HEADER.size + length
     if len(data) < end + _DIGEST_SIZE:

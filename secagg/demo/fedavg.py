@@ -9,7 +9,7 @@ final model comes from the fixed-point codec alone::
     from secagg.demo import fedavg
     results = fedavg.run_experiment(backends=("plain", "paillier", "ckks", "bfv"), rounds=30)
     print(fedavg.format_table(results))
-    fedavg.plot_accuracy(results, "results/fedavg_digits.png")
+    fedavg.plot_accuracy(results, "results/fedavg_digits.png")   # accuracy and cost panels
 
 Protocol per round (``mode="fedavg"``): every client starts from the global
 model, trains ``local_epochs`` epochs of minibatch SGD on its own data and
@@ -33,6 +33,24 @@ can be checked. Unclipped, the secure mean update is within ``2**-17`` per
 value of the exact float64 mean (nearest rounding), plus float32 rounding; the
 record's ``agg_error`` shows it.
 
+Personalised FL (``personalize=True``, :func:`run_personalized_experiment`):
+the MLP's last layer (:data:`PERSONAL_LAYERS`, ``fc2``) is each client's own
+head and never leaves it; only the body (``fc1``) is encrypted, summed and
+averaged. Every client trains its model (global body + own head), keeps the
+trained head for the next round and sends its body delta (FedAvg) or body
+gradient (FedSGD; it steps its head itself). Each client's model is evaluated
+on the whole test set and on the test examples of the labels it holds (labels
+with at least :data:`HELD_LABEL_SHARE` of its training samples), and compared
+with the global model of plain FedAvg (or FedSGD) on the same data.
+
+Outputs are named after the run (:func:`output_stem`): ``fedavg_digits`` for
+the default run, ``fedavg_digits_fedsgd``, ``_dp``, ``_unweighted``,
+``_personalize`` and a suffix per other non-default option, so runs do not
+overwrite each other. The plot (:func:`make_figure`) has an accuracy panel and
+a cost panel; the JSON (:func:`save_json`, :func:`run_metadata`) carries the
+mode, options, DP ``(epsilon, delta)``, the differences from plaintext and the
+file names.
+
 Requires torch, scikit-learn (its bundled digits data set, no download), tqdm
 (progress bars) and matplotlib (plots); the rest of secagg does not.
 """
@@ -40,45 +58,80 @@ Requires torch, scikit-learn (its bundled digits data set, no download), tqdm
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
-import torch
-from torch import nn
+
+from secagg._extras import missing_extra, require
+from secagg.demo import PURPOSE
+
+try:
+    import torch
+    from torch import nn
+except ImportError as _exc:  # pragma: no cover - the demo extra is installed in the tests
+    raise missing_extra("torch", "demo", purpose=PURPOSE, cause=_exc) from None
 
 import secagg
 from secagg.dp import DistributedDP
 from secagg.integrations import torch as snn
 
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
 __all__ = [
     "BACKENDS",
+    "PERSONAL_LAYERS",
+    "HELD_LABEL_SHARE",
+    "DP_UNWEIGHTED_NOTICE",
     "FLConfig",
     "Dataset",
     "RunResult",
     "MLP",
     "load_digits_data",
     "dirichlet_split",
+    "held_labels",
     "run_federated",
     "run_experiment",
+    "run_personalized_experiment",
     "format_table",
+    "format_client_table",
     "print_table",
+    "make_figure",
     "plot_accuracy",
     "save_json",
+    "run_metadata",
+    "output_stem",
     "config_dict",
     "plot_title",
+    "dp_label",
+    "epsilon_line",
+    "coincidence_note",
+    "max_differences",
     "max_param_diff",
+    "max_model_diff",
 ]
 
 BACKENDS = ("plain", *secagg.schemes.available())  # plaintext, then every registered scheme
 DEFAULT_LR = {"fedavg": 0.1, "fedsgd": 1.0}
 Mode = Literal["fedavg", "fedsgd"]
 Tree = dict[str, torch.Tensor]
+
+#: glob patterns of the parameters that stay on each client under ``personalize``: the head
+PERSONAL_LAYERS = ("fc2.*",)
+#: a client "holds" a label that makes up at least this share of its training samples
+HELD_LABEL_SHARE = 0.05
+#: printed when DP switches a weighted run to the unweighted mean
+DP_UNWEIGHTED_NOTICE = (
+    "DP: averaging unweighted (each update weight 1; the noise is calibrated for weight 1)"
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +168,8 @@ class FLConfig:
         dp_l2_clip: L2 clipping norm of one client's update under DP.
         dp_noise_multiplier: total noise std, in units of ``dp_l2_clip``.
         dp_delta: the ``delta`` at which epsilon is reported.
+        personalize: personalised FL: the layers in :data:`PERSONAL_LAYERS` (the
+            last one) stay on each client, only the others are aggregated.
     """
 
     rounds: int = 30
@@ -138,6 +193,7 @@ class FLConfig:
     dp_l2_clip: float = 0.5
     dp_noise_multiplier: float = 1.0
     dp_delta: float = 1e-5
+    personalize: bool = False
 
     @property
     def learning_rate(self) -> float:
@@ -203,6 +259,7 @@ def load_digits_data(
     Returns:
         A :class:`Dataset` of float32 features and int64 labels.
     """
+    require("sklearn", "demo", purpose=PURPOSE)
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -279,6 +336,13 @@ def dirichlet_split(
     )
 
 
+def held_labels(labels: np.ndarray, *, share: float = HELD_LABEL_SHARE) -> list[int]:
+    """The labels that make up at least ``share`` of ``labels`` (one client's training labels)."""
+    labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    return [int(v) for v, c in zip(values, counts) if c >= share * labels.size]
+
+
 # -- model ---------------------------------------------------------------------------
 
 
@@ -308,6 +372,11 @@ def _params(model: nn.Module) -> Tree:
     return snn.parameters(model)
 
 
+def _shared(cfg: FLConfig) -> tuple[str, ...] | None:
+    """``exclude=`` for secagg.nn: the layers a personalised run keeps local (else nothing)."""
+    return PERSONAL_LAYERS if cfg.personalize else None
+
+
 def _seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (same parts, same seed, any platform)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(2, dtype=np.uint64)[0] >> 1)
@@ -331,25 +400,47 @@ def _torch_settings() -> Iterator[None]:
 
 
 def _evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
+    correct, loss = _predict(model, data)
+    return correct.double().mean().item(), loss
+
+
+def _predict(model: nn.Module, data: Dataset) -> tuple[torch.Tensor, float]:
+    """Which test examples ``model`` classifies correctly, and its mean test loss."""
     with torch.no_grad():
         logits = model(data.x_test)
         loss = nn.functional.cross_entropy(logits, data.y_test).item()
-        acc = (logits.argmax(dim=1) == data.y_test).double().mean().item()
-    return acc, loss
+        correct = logits.argmax(dim=1) == data.y_test
+    return correct, loss
+
+
+def _share(correct: torch.Tensor, mask: torch.Tensor) -> float:
+    return correct[mask].double().mean().item() if bool(mask.any()) else float("nan")
 
 
 def _local_update(
-    global_model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FLConfig, seed: int
-) -> Tree:
-    """One client's contribution: a FedAvg model delta or a FedSGD gradient."""
+    state: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, cfg: FLConfig, seed: int
+) -> tuple[Tree, Tree | None]:
+    """One client's contribution (a FedAvg model delta or a FedSGD gradient).
+
+    Under ``cfg.personalize`` the contribution leaves out :data:`PERSONAL_LAYERS`
+    (secagg.nn's ``exclude=``), and the client's new head comes back with it
+    (``None`` otherwise): after local training (FedAvg) or one SGD step on its
+    own gradient (FedSGD).
+    """
     torch.manual_seed(seed)
     model = MLP(hidden=cfg.hidden)
-    model.load_state_dict(global_model.state_dict())
+    model.load_state_dict(state)
     if cfg.mode == "fedsgd":
         model.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()  # type: ignore[no-untyped-call]
-        return {k: g.clone() for k, g in snn.gradients(model).items()}
-    before = snn.parameters(model)
+        grads = {k: g.clone() for k, g in snn.gradients(model, exclude=_shared(cfg)).items()}
+        if not cfg.personalize:
+            return grads, None
+        head_grads = snn.gradients(model, include=PERSONAL_LAYERS)
+        head = {n: p - cfg.learning_rate * head_grads[n]
+                for n, p in snn.parameters(model, include=PERSONAL_LAYERS).items()}
+        return grads, head
+    before = snn.parameters(model, exclude=_shared(cfg))
     opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
     for _ in range(cfg.local_epochs):
         order = torch.randperm(len(y))
@@ -358,7 +449,8 @@ def _local_update(
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()  # type: ignore[no-untyped-call]
             opt.step()
-    return snn.delta(model, before)
+    new_head = snn.parameters(model, include=PERSONAL_LAYERS) if cfg.personalize else None
+    return snn.delta(model, before), new_head
 
 
 def _plain_mean(updates: Sequence[Tree], weights: Sequence[int]) -> dict[str, np.ndarray]:
@@ -456,17 +548,29 @@ class RunResult:
     """One backend's run.
 
     Attributes:
-        backend: ``"plain"``, ``"paillier"`` or ``"ckks"``.
-        records: one dict per round: ``round``, ``accuracy``, ``loss``, ``enc_s``,
-            ``agg_s``, ``dec_s`` (seconds, summed over clients), ``bytes_per_client``,
-            ``max_abs_update`` (largest client value sent, to check ``clip``),
-            ``clipped`` (values saturated by the codec) and ``agg_error``
-            (largest ``|aggregate - exact float64 mean|`` of that round's updates).
-        params: the final global model's parameters.
+        backend: ``"plain"`` or a scheme name (``"paillier"``, ``"ckks"``, ``"bfv"``).
+        records: one dict per round: ``round``, ``accuracy``, ``own_accuracy``, ``loss``,
+            ``enc_s``, ``agg_s``, ``dec_s`` (seconds, summed over clients),
+            ``bytes_per_client``, ``max_abs_update`` (largest client value sent, to
+            check ``clip``), ``clipped`` (values saturated by the codec) and
+            ``agg_error`` (largest ``|aggregate - exact float64 mean|`` of that
+            round's updates). ``accuracy`` and ``loss`` are on the whole test set,
+            averaged over the clients' models (for a global model: its own);
+            ``own_accuracy`` is the mean over clients of the accuracy on the test
+            examples of the labels each client holds (:func:`held_labels`).
+        params: the final global model's parameters (under ``personalize``: the
+            shared body only).
         keygen_s: seconds to make and publish the keys (0 for ``plain``).
         wall_s: seconds for the whole run.
         public_context_bytes: size of the public context sent to every party.
-        epsilon: with distributed DP, the run's epsilon at ``cfg.dp_delta``.
+        epsilon: with distributed DP, the run's epsilon at ``delta``.
+        delta: with distributed DP, the ``delta`` of ``epsilon``.
+        personalized: whether this is a personalised run (local heads).
+        heads: under ``personalize``, every client's final head (``fc2``).
+        clients: per client after the last round: ``client``, ``samples``,
+            ``labels`` (the labels it holds), ``accuracy`` (its model on the whole
+            test set) and ``own_accuracy`` (on the test examples of its labels).
+        mode: the run's ``cfg.mode``.
     """
 
     backend: str
@@ -476,11 +580,30 @@ class RunResult:
     wall_s: float = 0.0
     public_context_bytes: int = 0
     epsilon: float | None = None
+    delta: float | None = None
+    personalized: bool = False
+    heads: list[Tree] | None = field(default=None, repr=False)
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "fedavg"
 
     @property
     def final_accuracy(self) -> float:
-        """Test accuracy after the last round."""
+        """Test accuracy after the last round (mean over clients' models if personalised)."""
         return float(self.records[-1]["accuracy"])
+
+    @property
+    def final_own_accuracy(self) -> float:
+        """Mean over clients of the accuracy on their own labels after the last round."""
+        return float(self.records[-1]["own_accuracy"])
+
+
+def _data_and_split(cfg: FLConfig) -> tuple[Dataset, list[np.ndarray]]:
+    data = load_digits_data(seed=cfg.seed, test_fraction=cfg.test_fraction, max_train=cfg.max_train)
+    split = dirichlet_split(
+        data.y_train.numpy(), cfg.clients, cfg.alpha,
+        rng=np.random.default_rng(cfg.seed), min_samples=cfg.min_client_samples,
+    )
+    return data, split
 
 
 def run_federated(
@@ -493,8 +616,11 @@ def run_federated(
 ) -> RunResult:
     """Run ``cfg.rounds`` rounds of FedAvg or FedSGD with one aggregation backend.
 
+    With ``cfg.personalize`` every client keeps its own head (:data:`PERSONAL_LAYERS`)
+    and only the rest of the model is aggregated (and encrypted).
+
     Args:
-        backend: ``"plain"`` (exact float mean), ``"paillier"`` or ``"ckks"``.
+        backend: ``"plain"`` (exact float mean) or a scheme (``"paillier"``, ``"ckks"``, ...).
         cfg: the run's configuration.
         data: the data set (default: :func:`load_digits_data` with ``cfg``'s seed).
         split: client index arrays into ``data``'s training set (default:
@@ -509,26 +635,28 @@ def run_federated(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}. Found {backend!r}.")
-    if data is None:
-        data = load_digits_data(
-            seed=cfg.seed, test_fraction=cfg.test_fraction, max_train=cfg.max_train
-        )
-    if split is None:
-        split = dirichlet_split(
-            data.y_train.numpy(), cfg.clients, cfg.alpha,
-            rng=np.random.default_rng(cfg.seed), min_samples=cfg.min_client_samples,
-        )
+    if data is None or split is None:
+        default_data, default_split = _data_and_split(cfg)
+        data = default_data if data is None else data
+        split = default_split if split is None else split
     if len(split) != cfg.clients:
         raise ValueError(f"split has {len(split)} clients; the config says {cfg.clients}.")
     sizes = [len(s) for s in split]
     weights = sizes if cfg.weighted else [1] * cfg.clients
     shards = [(data.x_train[torch.from_numpy(s)], data.y_train[torch.from_numpy(s)]) for s in split]
+    labels = [held_labels(y.numpy()) for _, y in shards]
+    own_masks = [torch.from_numpy(np.isin(data.y_test.numpy(), held)) for held in labels]
 
     t_start = time.perf_counter()
     with _torch_settings():
         torch.manual_seed(cfg.seed)
         model = MLP(hidden=cfg.hidden)
-        num_values = sum(p.numel() for p in model.parameters())
+        heads: list[Tree] | None = None
+        if cfg.personalize:
+            heads = [snn.parameters(model, include=PERSONAL_LAYERS) for _ in range(cfg.clients)]
+            client_model = MLP(hidden=cfg.hidden)  # evaluates global body + one client's head
+        sent = snn.parameters(model, exclude=_shared(cfg))  # what clients encrypt
+        num_values = sum(t.numel() for t in sent.values())
         agg: _Plain | _Secure
         if backend == "plain":
             agg = _Plain(num_values)
@@ -538,14 +666,16 @@ def run_federated(
         records: list[dict[str, Any]] = []
         rounds: Any = range(cfg.rounds)
         if progress:
-            from tqdm.auto import tqdm
-
+            tqdm = require("tqdm.auto", "demo", purpose=PURPOSE).tqdm
             rounds = tqdm(rounds, desc=f"{backend:8s}", unit="round", leave=True)
         for r in rounds:
-            updates = [
-                _local_update(model, x, y, cfg, _seed(cfg.seed, r, k))
-                for k, (x, y) in enumerate(shards)
-            ]
+            updates = []
+            for k, (x, y) in enumerate(shards):
+                start = model.state_dict() if heads is None else {**model.state_dict(), **heads[k]}
+                update, head = _local_update(start, x, y, cfg, _seed(cfg.seed, r, k))
+                if heads is not None and head is not None:  # the head stays on the client
+                    heads[k] = head
+                updates.append(update)
             mean, stats = agg.aggregate(updates, weights, r)
             exact = _plain_mean(updates, weights)
             agg_error = max(
@@ -555,11 +685,24 @@ def run_federated(
                 snn.apply_delta(model, mean)
             else:
                 snn.apply_gradients(model, mean, server_opt)
-            acc, loss = _evaluate(model, data)
+            if heads is None:
+                correct, loss = _predict(model, data)
+                acc_all = [correct.double().mean().item()] * cfg.clients
+                acc_own = [_share(correct, m) for m in own_masks]
+            else:
+                acc_all, acc_own, losses = [], [], []
+                for k, head in enumerate(heads):
+                    client_model.load_state_dict({**model.state_dict(), **head})
+                    correct, loss_k = _predict(client_model, data)
+                    acc_all.append(correct.double().mean().item())
+                    acc_own.append(_share(correct, own_masks[k]))
+                    losses.append(loss_k)
+                loss = float(np.mean(losses))
+            acc = float(np.mean(acc_all))
             max_abs = max(float(u[k].abs().max()) for u in updates for k in u)
             records.append(
-                {"round": r + 1, "accuracy": acc, "loss": loss, **stats,
-                 "max_abs_update": max_abs, "agg_error": agg_error}
+                {"round": r + 1, "accuracy": acc, "own_accuracy": float(np.mean(acc_own)),
+                 "loss": loss, **stats, "max_abs_update": max_abs, "agg_error": agg_error}
             )
             if progress:
                 rounds.set_postfix(acc=f"{acc:.4f}")
@@ -567,15 +710,37 @@ def run_federated(
     if isinstance(agg, _Secure) and agg.dp is not None:
         epsilon = agg.pub.epsilon(cfg.rounds, cfg.dp_delta, dim=num_values,
                                   reporting_clients=cfg.clients)
+    clients = [
+        {"client": k, "samples": sizes[k], "labels": labels[k],
+         "accuracy": acc_all[k], "own_accuracy": acc_own[k]}
+        for k in range(cfg.clients)
+    ]
     return RunResult(
         epsilon=epsilon,
+        delta=None if epsilon is None else cfg.dp_delta,
         backend=backend,
         records=records,
-        params=_params(model),
+        params=snn.parameters(model, exclude=_shared(cfg)),
         keygen_s=getattr(agg, "keygen_s", 0.0),
         wall_s=time.perf_counter() - t_start,
         public_context_bytes=len(getattr(agg, "public_bytes", b"")),
+        personalized=cfg.personalize,
+        heads=heads,
+        clients=clients,
+        mode=cfg.mode,
     )
+
+
+def _check_backends(backends: Sequence[str]) -> list[str]:
+    backends = list(backends)
+    if not backends:
+        raise ValueError("give at least one backend.")
+    for b in backends:
+        if b not in BACKENDS:
+            raise ValueError(f"unknown backend {b!r}; choose from {BACKENDS}.")
+    if len(set(backends)) != len(backends):
+        raise ValueError(f"backends repeat: {backends}.")
+    return backends
 
 
 def run_experiment(
@@ -597,40 +762,55 @@ def run_experiment(
     only the aggregation differs.
 
     Args:
-        backends: any of ``"plain"``, ``"paillier"``, ``"ckks"``.
+        backends: ``"plain"`` and any registered scheme (``"paillier"``, ``"ckks"``, ``"bfv"``).
         rounds: communication rounds.
         clients: number of clients.
         alpha: Dirichlet concentration of the label split.
         mode: ``"fedavg"`` or ``"fedsgd"``.
-        weighted: weight clients by sample count.
+        weighted: weight clients by sample count (DP turns it off: see :class:`FLConfig`).
         seed: seeds everything.
         progress: tqdm progress bars over rounds.
         key_bits: Paillier modulus size.
         dp: distributed differential privacy on the secure backends (see :class:`FLConfig`).
         **options: further :class:`FLConfig` fields (``local_epochs``, ``lr``,
-            ``clip``, ``frac_bits``, ``max_train``, ``insecure``, ...).
+            ``clip``, ``frac_bits``, ``max_train``, ``insecure``, ``personalize``, ...).
 
     Returns:
         Backend name -> :class:`RunResult`, in the order of ``backends``.
     """
-    backends = list(backends)
-    if not backends:
-        raise ValueError("give at least one backend.")
-    for b in backends:
-        if b not in BACKENDS:
-            raise ValueError(f"unknown backend {b!r}; choose from {BACKENDS}.")
-    if len(set(backends)) != len(backends):
-        raise ValueError(f"backends repeat: {backends}.")
+    backends = _check_backends(backends)
     cfg = FLConfig(rounds=rounds, clients=clients, alpha=alpha, mode=mode, weighted=weighted,
                    seed=seed, key_bits=key_bits, dp=dp, **options)
-    data = load_digits_data(seed=cfg.seed, test_fraction=cfg.test_fraction, max_train=cfg.max_train)
-    split = dirichlet_split(
-        data.y_train.numpy(), cfg.clients, cfg.alpha,
-        rng=np.random.default_rng(cfg.seed), min_samples=cfg.min_client_samples,
-    )
+    data, split = _data_and_split(cfg)
     return {
         b: run_federated(b, cfg, data=data, split=split, progress=progress) for b in backends
     }
+
+
+def run_personalized_experiment(
+    backends: Sequence[str] = BACKENDS, *, progress: bool = True, **options: Any
+) -> tuple[RunResult, dict[str, RunResult]]:
+    """Personalised FL with every backend, and plain FedAvg (or FedSGD) as the baseline.
+
+    Args:
+        backends: as for :func:`run_experiment`.
+        progress: tqdm progress bars over rounds.
+        **options: :class:`FLConfig` fields (``rounds``, ``clients``, ``mode``, ``dp``, ...);
+            ``personalize`` is set.
+
+    Returns:
+        ``(baseline, results)``: the global model of a plain, non-personalised run
+        of the same federation, and backend name -> personalised :class:`RunResult`.
+    """
+    backends = _check_backends(backends)
+    cfg = FLConfig(**{**options, "personalize": True})
+    data, split = _data_and_split(cfg)
+    baseline = run_federated("plain", dataclasses.replace(cfg, personalize=False),
+                             data=data, split=split, progress=progress)
+    results = {
+        b: run_federated(b, cfg, data=data, split=split, progress=progress) for b in backends
+    }
+    return baseline, results
 
 
 # -- reporting -----------------------------------------------------------------------
@@ -649,23 +829,127 @@ def max_param_diff(a: Tree, b: Tree) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
+def max_model_diff(a: RunResult, b: RunResult) -> float:
+    """Largest parameter difference between two runs' final models, personal heads included."""
+    diff = max_param_diff(a.params, b.params)
+    if a.heads is not None and b.heads is not None:
+        diff = max([diff, *(max_param_diff(x, y) for x, y in zip(a.heads, b.heads))])
+    return diff
+
+
+def _crypto_s(res: RunResult) -> float:
+    """Mean seconds per round spent encrypting, aggregating and decrypting."""
+    return float(sum(r["enc_s"] + r["agg_s"] + r["dec_s"] for r in res.records)) / len(res.records)
+
+
+def _mean_bytes(res: RunResult) -> float:
+    return float(sum(r["bytes_per_client"] for r in res.records)) / len(res.records)
+
+
+def max_differences(
+    results: Mapping[str, RunResult], reference: str = "plain"
+) -> dict[str, dict[str, float]]:
+    """How far every run is from the ``reference`` run (empty without one).
+
+    Returns:
+        Name -> ``max_abs_accuracy_diff_pp`` and ``max_abs_own_accuracy_diff_pp``
+        (largest over rounds, percentage points), ``final_abs_accuracy_diff_pp``
+        and ``max_param_diff`` (final models, heads included).
+    """
+    ref = results.get(reference)
+    if ref is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for name, res in results.items():
+        if name == reference:
+            continue
+        pairs = list(zip(res.records, ref.records))
+        out[name] = {
+            "max_abs_accuracy_diff_pp": max(100 * abs(a["accuracy"] - b["accuracy"]) for a, b in pairs),
+            "max_abs_own_accuracy_diff_pp": max(
+                100 * abs(a["own_accuracy"] - b["own_accuracy"]) for a, b in pairs),
+            "final_abs_accuracy_diff_pp": 100 * abs(res.final_accuracy - ref.final_accuracy),
+            "max_param_diff": max_model_diff(res, ref),
+        }
+    return out
+
+
+def _plotted(results: Mapping[str, RunResult]) -> str:
+    """The record key the accuracy panel shows: own-label accuracy for personalised runs."""
+    return "own_accuracy" if any(r.personalized for r in results.values()) else "accuracy"
+
+
+def coincidence_note(results: Mapping[str, RunResult], reference: str = "plain") -> str:
+    """Which curves coincide with the reference's, with the measured largest difference.
+
+    For example ``"paillier, ckks, bfv coincide with plain: max |Δacc| = 0.00 pp"``;
+    runs that differ get a line each (``"ckks: max |Δacc| vs plain = 3.34 pp (final 1.2 pp)"``).
+    The accuracy is the one the plot shows (own-label accuracy when personalised).
+    """
+    plotted = _plotted(results)
+    key = {"accuracy": "max_abs_accuracy_diff_pp",
+           "own_accuracy": "max_abs_own_accuracy_diff_pp"}[plotted]
+    diffs = {name: d[key] for name, d in max_differences(results, reference).items()}
+    if not diffs:
+        return ""
+    same = [name for name, d in diffs.items() if d < 0.005]
+    lines = []
+    if same:
+        worst = max(diffs[n] for n in same)
+        lines.append(f"{', '.join(same)} {'coincides' if len(same) == 1 else 'coincide'} with "
+                     f"{reference}: max |Δacc| = {worst:.2f} pp")
+    ref = results[reference].records[-1][plotted]
+    lines += [f"{name}: max |Δacc| vs {reference} = {d:.2f} pp "
+              f"(final {100 * abs(results[name].records[-1][plotted] - ref):.2f} pp)"
+              for name, d in diffs.items() if name not in same]
+    return "\n".join(lines)
+
+
+def _fmt_delta(delta: float) -> str:
+    """``1e-05`` -> ``1e-5``."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{delta:g}")
+
+
+def dp_label(epsilon: float, delta: float) -> str:
+    """``"DP ε=39.9, δ=1e-5"``, for titles and legends."""
+    return f"DP ε={epsilon:.1f}, δ={_fmt_delta(delta)}"
+
+
+def epsilon_line(epsilon: float, delta: float, rounds: int) -> str:
+    """What a DP run's epsilon means, in one line."""
+    return (f"ε = {epsilon:.1f} at δ = {delta:g} over {rounds} round{'s' * (rounds != 1)}: "
+            f"an observer of the decrypted sums can tell whether one client took part with "
+            f"likelihood ratio at most e^ε, except with probability δ "
+            f"(no subsampling amplification; the plain backend has no DP)")
+
+
+def _run_epsilon(results: Mapping[str, RunResult]) -> tuple[float, float] | None:
+    """The largest epsilon of the runs (they share one calibration), with its delta."""
+    dp = [(r.epsilon, r.delta) for r in results.values()
+          if r.epsilon is not None and r.delta is not None]
+    return max(dp) if dp else None
+
+
 def format_table(results: Mapping[str, RunResult]) -> str:
     """A per-round table for each backend and a summary line per backend.
 
     The summary gives the final test accuracy and, when a ``plain`` run is
     present, ``|acc - plain acc|`` in percentage points and the largest
     difference between the final model's parameters and the plaintext run's.
-    The ``plain`` backend's bytes/client are the raw float32 update.
+    The ``plain`` backend's bytes/client are the raw float32 update. Personalised
+    runs also show the mean own-label accuracy (``own %``).
     """
+    own = any(r.personalized for r in results.values())
     lines: list[str] = []
-    head = (f"{'round':>5} {'acc %':>7} {'loss':>7} {'enc s':>7} {'agg s':>7} {'dec s':>7} "
-            f"{'bytes/client':>13}")
+    head = (f"{'round':>5} {'acc %':>7}" + (f" {'own %':>7}" if own else "")
+            + f" {'loss':>7} {'enc s':>7} {'agg s':>7} {'dec s':>7} {'bytes/client':>13}")
     for name, res in results.items():
-        lines.append(f"== {name} ==")
+        lines.append(f"== {name}{' (personalised)' if res.personalized else ''} ==")
         lines.append(head)
         for rec in res.records:
+            own_col = f" {100 * rec['own_accuracy']:>7.2f}" if own else ""
             lines.append(
-                f"{rec['round']:>5d} {100 * rec['accuracy']:>7.2f} {rec['loss']:>7.4f} "
+                f"{rec['round']:>5d} {100 * rec['accuracy']:>7.2f}{own_col} {rec['loss']:>7.4f} "
                 f"{rec['enc_s']:>7.3f} {rec['agg_s']:>7.3f} {rec['dec_s']:>7.3f} "
                 f"{_bytes(rec['bytes_per_client']):>13}"
             )
@@ -673,16 +957,16 @@ def format_table(results: Mapping[str, RunResult]) -> str:
     plain = results.get("plain")
     lines.append("summary:")
     for name, res in results.items():
-        n = len(res.records)
-        per_round = sum(r["enc_s"] + r["agg_s"] + r["dec_s"] for r in res.records) / n
         line = f"  {name:8s} final acc {100 * res.final_accuracy:6.2f} %"
+        if res.personalized:
+            line += f", own-label acc {100 * res.final_own_accuracy:6.2f} %"
         if plain is not None:
             line += (
                 f", |acc - plain| {100 * abs(res.final_accuracy - plain.final_accuracy):.2f} pp"
-                f", max |param - plain| {max_param_diff(res.params, plain.params):.1e}"
+                f", max |param - plain| {max_model_diff(res, plain):.1e}"
             )
         line += (
-            f", crypto {per_round:.3f} s/round, {_bytes(res.records[-1]['bytes_per_client'])}"
+            f", crypto {_crypto_s(res):.3f} s/round, {_bytes(res.records[-1]['bytes_per_client'])}"
             f"/client/round, max |agg - exact| {max(r['agg_error'] for r in res.records):.1e}, "
             f"clipped {sum(r['clipped'] for r in res.records)}, wall {res.wall_s:.1f} s"
         )
@@ -697,43 +981,189 @@ def print_table(results: Mapping[str, RunResult]) -> None:
     print(format_table(results))
 
 
-def plot_accuracy(results: Mapping[str, RunResult], path: str | Path, *, title: str = "") -> Path:
-    """Write a PNG of test accuracy against round, one line per backend.
+def _label_list(labels: Sequence[int]) -> str:
+    return ",".join(str(v) for v in labels)
+
+
+def format_client_table(baseline: RunResult, results: Mapping[str, RunResult]) -> str:
+    """Per client: the baseline's global model against each personalised run's model.
+
+    Every cell is ``all/own``: accuracy (%) on the whole test set, and on the test
+    examples of the labels the client holds (at least :data:`HELD_LABEL_SHARE`
+    of its training samples). A personalised model is the global body plus the
+    client's own head; the baseline's is the same global model for every client.
+    """
+    rounds = len(baseline.records)
+    names = list(results)
+    first = next(iter(results.values()), None)
+    head = sorted({n.split(".")[0] for n in (first.heads or [{}])[0]}) if first else []
+    body = sorted({n.split(".")[0] for n in first.params}) if first else []
+    cols = ["global", *names]
+    width = 11
+    lines = [
+        f"per-client accuracy (%) after {rounds} round{'s' * (rounds != 1)}, each cell all/own:",
+        "  all = on the whole test set; own = on the test examples of the labels the client "
+        f"holds (>= {HELD_LABEL_SHARE:.0%} of its training samples)",
+        f"  global = plain {_MODE_NAMES.get(baseline.mode, baseline.mode)}'s global model "
+        "(the same for every client)",
+        f"  {', '.join(names)} = personalised with that backend: the global body "
+        f"({', '.join(body)}, securely averaged) + the client's own head ({', '.join(head)})",
+        f"{'client':>6} {'samples':>7}  {'labels held':<20}"
+        + "".join(f" {c:>{width}}" for c in cols),
+    ]
+    runs = [baseline, *results.values()]
+    for k, info in enumerate(baseline.clients):
+        cells = "".join(
+            f" {_cell(run.clients[k]):>{width}}" for run in runs
+        )
+        lines.append(f"{info['client']:>6d} {info['samples']:>7d}  "
+                     f"{_label_list(info['labels']):<20}{cells}")
+    means = "".join(
+        f" {_cell({'accuracy': run.final_accuracy, 'own_accuracy': run.final_own_accuracy}):>{width}}"
+        for run in runs
+    )
+    lines.append(f"{'mean':>6} {'':>7}  {'':<20}{means}")
+    return "\n".join(lines)
+
+
+_MODE_NAMES = {"fedavg": "FedAvg", "fedsgd": "FedSGD"}
+
+
+def _cell(metrics: Mapping[str, Any]) -> str:
+    return f"{100 * metrics['accuracy']:.1f}/{100 * metrics['own_accuracy']:.1f}"
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_STYLES = ("-", "--", ":", "-.")
+
+
+def make_figure(
+    results: Mapping[str, RunResult], *, title: str = "", baseline: RunResult | None = None
+) -> Figure:
+    """The demo's figure: an accuracy panel and a cost panel (two axes).
+
+    Accuracy per round, one curve per backend with its own marker and line
+    style; markers are staggered across rounds so that curves that coincide stay
+    visible, and the legend's title says which coincide with ``plain`` and by how
+    much at most (:func:`coincidence_note`). Personalised runs show the mean
+    own-label accuracy, with ``baseline`` (the global model) for comparison.
+    The cost panel places every backend by crypto seconds per round (x) and
+    bytes per client per round (y), both on log scales. DP runs carry
+    epsilon and delta in the title and their legend labels.
 
     Uses matplotlib's Agg canvas directly, so no display and no global backend change.
+    """
+    require("matplotlib", "demo", purpose=PURPOSE)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11.5, 4.6), dpi=120)
+    FigureCanvasAgg(fig)
+    acc_ax, cost_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    key = _plotted(results)
+    dp = _run_epsilon(results)
+
+    def label(name: str, res: RunResult) -> str:
+        notes = ["personalised"] if res.personalized else []
+        if res.epsilon is not None and res.delta is not None:
+            notes.append(dp_label(res.epsilon, res.delta))
+        elif dp is not None:
+            notes.append("no DP")
+        return f"{name} ({', '.join(notes)})" if notes else name
+
+    n = len(results)
+    for i, (name, res) in enumerate(results.items()):
+        rounds = [r["round"] for r in res.records]
+        every = (i, n) if len(rounds) >= 2 * n else None
+        acc_ax.plot(
+            rounds, [100 * r[key] for r in res.records], _STYLES[i % len(_STYLES)],
+            marker=_MARKERS[i % len(_MARKERS)], markersize=7 - 4 * i / max(n, 1),
+            markevery=every, fillstyle="full" if i == 0 else "none", label=label(name, res),
+        )
+    if baseline is not None:
+        acc_ax.plot([r["round"] for r in baseline.records],
+                    [100 * r[key] for r in baseline.records], color="black", linewidth=1.2,
+                    alpha=0.6, label=f"{baseline.backend} {_MODE_NAMES.get(baseline.mode, '')} "
+                                     "global model (not personalised)")
+    acc_ax.set_xlabel("round")
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_ax.set_ylabel("mean per-client accuracy on own labels (%)" if key == "own_accuracy"
+                      else "test accuracy (%)")
+    acc_ax.set_title("accuracy")
+    acc_ax.grid(alpha=0.3)
+    note = coincidence_note(results)
+    legend = acc_ax.legend(loc="best", fontsize="small", title=note or None,
+                           title_fontsize="small")
+    legend.get_title().set_multialignment("left")
+
+    for i, (name, res) in enumerate(results.items()):
+        x, y = max(_crypto_s(res), 1e-6), max(_mean_bytes(res), 1.0)
+        cost_ax.scatter([x], [y], marker=_MARKERS[i % len(_MARKERS)], s=50, zorder=3)
+        what = " (float mean)" if name == "plain" else ""
+        cost_ax.annotate(f"{name}{what}\n{x:.2g} s, {_bytes(y)}", (x, y), xytext=(6, 4),
+                         textcoords="offset points", fontsize="small")
+    xs = [max(_crypto_s(r), 1e-6) for r in results.values()]
+    ys = [max(_mean_bytes(r), 1.0) for r in results.values()]
+    cost_ax.set_xscale("log")
+    cost_ax.set_yscale("log")
+    cost_ax.set_xlim(min(xs) / 3, max(xs) * 12)
+    cost_ax.set_ylim(min(ys) / 2, max(ys) * 3)
+    cost_ax.set_xlabel("crypto seconds per round (encrypt + sum + decrypt)")
+    cost_ax.set_ylabel("bytes per client per round")
+    cost_ax.set_title("cost per round")
+    cost_ax.grid(alpha=0.3)
+
+    full_title = title or "Federated learning on digits: plaintext vs secure aggregation"
+    if dp is not None:
+        full_title += f" — {dp_label(*dp)}"
+    fig.suptitle(full_title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy(
+    results: Mapping[str, RunResult], path: str | Path, *, title: str = "",
+    baseline: RunResult | None = None,
+) -> Path:
+    """Write :func:`make_figure` (accuracy and cost panels) as a PNG.
 
     Returns:
         The path written.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6.4, 4.0), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    styles = ["-", "--", ":", "-."]
-    for i, (name, res) in enumerate(results.items()):
-        ax.plot(
-            [r["round"] for r in res.records],
-            [100 * r["accuracy"] for r in res.records],
-            styles[i % len(styles)], marker="o", markersize=3, label=name,
-        )
-    ax.set_xlabel("round")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title or "Federated learning on digits: plaintext vs secure aggregation")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    make_figure(results, title=title, baseline=baseline).savefig(path, format="png")
     return path
 
 
+def _summary(res: RunResult, plain: RunResult | None) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "final_accuracy": res.final_accuracy,
+        "final_own_accuracy": res.final_own_accuracy,
+        "keygen_s": res.keygen_s,
+        "wall_s": res.wall_s,
+        "public_context_bytes": res.public_context_bytes,
+        "crypto_s_per_round": _crypto_s(res),
+        "bytes_per_client_per_round": _mean_bytes(res),
+        "epsilon": res.epsilon,
+        "delta": res.delta,
+        "personalized": res.personalized,
+    }
+    if plain is not None and plain is not res:
+        summary["abs_diff_vs_plain_pp"] = 100 * abs(res.final_accuracy - plain.final_accuracy)
+        summary["max_param_diff_vs_plain"] = max_model_diff(res, plain)
+    return summary
+
+
 def save_json(
-    results: Mapping[str, RunResult], path: str | Path, *, config: Mapping[str, Any] | None = None
+    results: Mapping[str, RunResult], path: str | Path, *, config: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None, baseline: RunResult | None = None,
 ) -> Path:
-    """Write the records, summaries and ``config`` of a run as JSON.
+    """Write the records, summaries, per-client results and ``config`` of a run as JSON.
+
+    ``metadata`` (see :func:`run_metadata`) is written at the top level; a
+    personalised run's ``baseline`` goes under ``"baseline"``.
 
     Returns:
         The path written.
@@ -741,26 +1171,104 @@ def save_json(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = results.get("plain")
-    out: dict[str, Any] = {"config": dict(config or {}), "backends": {}}
+    out: dict[str, Any] = {**dict(metadata or {}), "config": dict(config or {}), "backends": {}}
     for name, res in results.items():
-        summary = {
-            "final_accuracy": res.final_accuracy,
-            "keygen_s": res.keygen_s,
-            "wall_s": res.wall_s,
-            "public_context_bytes": res.public_context_bytes,
-        }
-        if plain is not None:
-            summary["abs_diff_vs_plain_pp"] = 100 * abs(res.final_accuracy - plain.final_accuracy)
-            summary["max_param_diff_vs_plain"] = max_param_diff(res.params, plain.params)
-        out["backends"][name] = {"summary": summary, "records": res.records}
-    path.write_text(json.dumps(out, indent=2) + "\n")
+        out["backends"][name] = {"summary": _summary(res, plain), "records": res.records,
+                                 "clients": res.clients}
+    if baseline is not None:
+        out["baseline"] = {"backend": baseline.backend, "summary": _summary(baseline, None),
+                           "records": baseline.records, "clients": baseline.clients}
+    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def run_metadata(
+    results: Mapping[str, RunResult], cfg: FLConfig, *,
+    options: Mapping[str, Any] | None = None, files: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """What a run's JSON says about itself, beside the records.
+
+    Returns:
+        ``mode`` (``"fedavg"``/``"fedsgd"``), ``personalize``, ``weighted`` (as
+        run), ``options`` (as given, e.g. the command line's), ``dp`` (``None``,
+        or ``epsilon``, ``delta``, ``l2_clip``, ``noise_multiplier`` and
+        ``meaning``), ``max_differences`` (:func:`max_differences`),
+        ``coincidence`` (:func:`coincidence_note`), ``files`` and ``notes``.
+    """
+    dp: dict[str, Any] | None = None
+    if cfg.dp:
+        eps = _run_epsilon(results)
+        dp = {
+            "epsilon": None if eps is None else eps[0],
+            "delta": cfg.dp_delta,
+            "l2_clip": cfg.dp_l2_clip,
+            "noise_multiplier": cfg.dp_noise_multiplier,
+            "meaning": None if eps is None else epsilon_line(eps[0], cfg.dp_delta, cfg.rounds),
+        }
+    return {
+        "mode": cfg.mode,
+        "personalize": cfg.personalize,
+        "personal_layers": list(PERSONAL_LAYERS) if cfg.personalize else [],
+        "weighted": cfg.weighted,
+        "options": dict(options or {}),
+        "dp": dp,
+        "max_differences": max_differences(results),
+        "coincidence": coincidence_note(results),
+        "files": dict(files or {}),
+        "notes": list(notes),
+    }
+
+
+# option -> (file-name label, whether it only matters under DP); in the order they appear
+_NAMED_OPTIONS = (
+    ("rounds", "rounds", False), ("clients", "clients", False), ("alpha", "alpha", False),
+    ("seed", "seed", False), ("local_epochs", "epochs", False), ("batch_size", "batch", False),
+    ("lr", "lr", False), ("hidden", "hidden", False), ("max_train", "train", False),
+    ("test_fraction", "test", False), ("min_client_samples", "minsamples", False),
+    ("clip", "clip", False), ("frac_bits", "fracbits", False), ("key_bits", "keybits", False),
+    ("dp_l2_clip", "dpclip", True), ("dp_noise_multiplier", "noise", True),
+    ("dp_delta", "delta", True),
+)
+
+
+def output_stem(cfg: FLConfig, backends: Sequence[str] | None = None) -> str:
+    """The base name of a run's files: ``fedavg_digits`` plus its mode and options.
+
+    ``fedavg_digits`` is the default run; then, in this order, ``_fedsgd``,
+    ``_dp``, ``_unweighted`` (asked for without DP; DP implies it),
+    ``_personalize``, ``_<option><value>`` for every other option that differs
+    from its default (``_rounds5``, ``_clients3``, ``_lr0.05``, ...),
+    ``_insecure``, and the backends joined by ``-`` if not all of them ran.
+    """
+    default = FLConfig(mode=cfg.mode)
+    parts = ["fedavg_digits"]
+    if cfg.mode != "fedavg":
+        parts.append(cfg.mode)
+    if cfg.dp:
+        parts.append("dp")
+    elif not cfg.weighted:
+        parts.append("unweighted")
+    if cfg.personalize:
+        parts.append("personalize")
+    for name, label, dp_only in _NAMED_OPTIONS:
+        value = getattr(cfg, name)
+        if (cfg.dp or not dp_only) and value != getattr(default, name):
+            parts.append(f"{label}{value:g}" if isinstance(value, float) else f"{label}{value}")
+    if cfg.insecure:
+        parts.append("insecure")
+    if backends is not None and set(backends) != set(BACKENDS):
+        parts.append("-".join(backends))
+    return "_".join(parts)
 
 
 def plot_title(cfg: FLConfig) -> str:
     """A one-line description of a run, for plot titles."""
-    return (f"digits, {cfg.mode}, {cfg.clients} clients, Dirichlet alpha={cfg.alpha}"
-            f"{', sample-weighted' if cfg.weighted else ''}")
+    weighting = "sample-weighted" if cfg.weighted else "unweighted"
+    layers = ", ".join(p.removesuffix(".*") for p in PERSONAL_LAYERS)
+    personal = f", personalised ({layers} local)" if cfg.personalize else ""
+    return (f"digits, {cfg.mode}{personal}, {cfg.clients} clients, Dirichlet alpha={cfg.alpha}, "
+            f"{weighting}")
 
 
 def config_dict(cfg: FLConfig) -> dict[str, Any]:

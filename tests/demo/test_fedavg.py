@@ -175,8 +175,9 @@ def test_demo_runs_and_writes_outputs(tmp_path, capsys):
     )
     assert code == 0
     assert "ckks" in out and "|acc - plain|" in out
-    assert (tmp_path / "fedavg_digits.png").stat().st_size > 0
-    js = json.loads((tmp_path / "fedavg_digits.json").read_text())
+    stem = "fedavg_digits_rounds1_clients3_plain-ckks"  # named after the run's options
+    assert (tmp_path / f"{stem}.png").stat().st_size > 0
+    js = json.loads((tmp_path / f"{stem}.json").read_text())
     assert js["config"]["clients"] == 3 and set(js["backends"]) == {"plain", "ckks"}
 
 

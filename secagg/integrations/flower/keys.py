@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from secagg._checks import a_or_an
 from secagg.context import PublicContext, SecretContext, public_only
 from secagg.errors import (
     AggregateRefusedError,
@@ -68,7 +69,7 @@ def _load_context(data: bytes, *, allow_insecure: bool = False) -> AnyContext:
         ctx = SecretContext.from_bytes(data, allow_insecure=allow_insecure)
     else:
         raise ConfigError(
-            f"expected a secagg context, got a {kind.name.lower()} payload (a passphrase-sealed "
+            f"expected a secagg context, got {a_or_an(kind.name.lower())} payload (a passphrase-sealed "
             f"secret context is loaded by a function: secagg_mod(lambda context: "
             f"SecretContext.load(path, passphrase=...)))."
         )
@@ -113,7 +114,7 @@ def _public_only(context: Any, *, allow_insecure: bool = False) -> PublicContext
         if kind != Kind.PUBLIC_CONTEXT:
             raise ConfigError(
                 f"the server-side strategy takes public context bytes "
-                f"(ctx.public.to_bytes()); got a {kind.name.lower()} payload."
+                f"(ctx.public.to_bytes()); got {a_or_an(kind.name.lower())} payload."
             )
         return PublicContext.from_bytes(data, allow_insecure=allow_insecure)
     pub = public_only(context, "the server-side strategy")

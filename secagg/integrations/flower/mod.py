@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secagg.context import PublicContext, SecretContext
@@ -32,15 +33,20 @@ from secagg.integrations.flower.records import (
 from secagg.wire import peek_kind
 
 if TYPE_CHECKING:  # pragma: no cover
-    from flwr.app import Context, Message, RecordDict
+    from flwr.app import ArrayRecord, Context, Message, RecordDict
 
-__all__ = ["SecAggMod", "secagg_mod", "GUARD_STATE_KEY"]
+__all__ = ["SecAggMod", "secagg_mod", "GUARD_STATE_KEY", "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
 
 _log = logging.getLogger("flwr")  # Flower's own logger, so messages appear in its log
 _node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
 
 #: the ConfigRecord in a node's ``Context.state`` that keeps its decryption guard
 GUARD_STATE_KEY = "secagg-guard"
+#: the ArrayRecord in a node's ``Context.state`` with the arrays it keeps to itself
+#: (those left out by ``include=`` / ``exclude=``); never sent
+LOCAL_STATE_KEY = "secagg-local"
+#: the ConfigRecord in a node's ``Context.state`` with the model's array names, in order
+ORDER_STATE_KEY = "secagg-local-order"
 
 #: a context's bytes, or a function of the node's Flower ``Context`` returning them
 ContextSource = bytes | bytearray | memoryview | Callable[["Context"], Any]
@@ -48,6 +54,26 @@ ContextSource = bytes | bytearray | memoryview | Callable[["Context"], Any]
 
 class _ModError(SecAggError, code="SA-CONFIG"):
     """The node's own set-up or its train function is wrong: the details stay local."""
+
+
+def _patterns(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
+    """``include=`` / ``exclude=`` as a tuple of glob patterns (``None``: not given)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(
+            isinstance(x, str) and x for x in items):
+        raise ConfigError(
+            f"{what} must be a glob pattern or a list of them (non-empty strings); "
+            f"found {value!r}."
+        )
+    if not items:
+        raise ConfigError(f"{what} is an empty list; pass None to leave it out.")
+    return tuple(items)
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 class SecAggMod:
@@ -91,6 +117,25 @@ class SecAggMod:
         send_metrics: ``False`` replaces every metric in train and evaluate
             replies by ``num-examples = 1``: metrics computed on a decrypted
             model are a channel to the server (SECURITY.md).
+        include: personalised FL: a glob pattern (``fnmatch``, case-sensitive)
+            or a list of them on the ArrayRecord's array names; only the arrays
+            matching one are encrypted and averaged (the shared layers).
+        exclude: patterns of arrays never encrypted nor sent, even if they
+            match ``include`` (e.g. ``exclude=["head.*"]``).
+
+    With ``include`` or ``exclude``, the other arrays of a train reply stay on
+    the node: the mod keeps them in its ``Context.state`` (ArrayRecord
+    :data:`LOCAL_STATE_KEY`, with the model's array order in
+    :data:`ORDER_STATE_KEY`), and rebuilds the full model for the train and
+    evaluate functions: the shared arrays from the server, the node's own
+    arrays from its state, in the model's order. Before the node has trained
+    (round 1) its local arrays are those of the model the server sent, when
+    it sent a full one (a plaintext initial model); a node that has neither
+    gets the shared arrays only (a warning in its log). Every node must use
+    the same filters: the server refuses updates of another shape. A pattern
+    that matches no array name, or filters that leave no array to share, are
+    answered with an error reply (the details in the node's own log).
+    Integer buffers (e.g. ``num_batches_tracked``) may stay local.
     """
 
     def __init__(
@@ -102,8 +147,12 @@ class SecAggMod:
         max_refusals: int | None = DEFAULT_MAX_REFUSALS,
         guard_path: str | None = None,
         send_metrics: bool = True,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
     ) -> None:
         DecryptionGuard(max_refusals)  # validates it
+        self.include = _patterns(include, "include")
+        self.exclude = _patterns(exclude, "exclude")
         if not isinstance(send_metrics, bool):
             raise ConfigError(f"send_metrics must be True or False. Found {send_metrics!r}.")
         if isinstance(context, (bytearray, memoryview)):
@@ -130,7 +179,13 @@ class SecAggMod:
         self._guards: dict[tuple[int, bytes], DecryptionGuard] = {}
 
     def __repr__(self) -> str:
-        return f"SecAggMod(weighted_by_key={self.weighted_by_key!r})"
+        filters = "".join(f", {k}={list(v)!r}" for k, v in
+                          (("include", self.include), ("exclude", self.exclude)) if v)
+        return f"SecAggMod(weighted_by_key={self.weighted_by_key!r}{filters})"
+
+    @property
+    def _filtered(self) -> bool:
+        return self.include is not None or self.exclude is not None
 
     # -- helpers -------------------------------------------------------------
     def _context(self, node_context: Context) -> AnyContext:
@@ -212,6 +267,79 @@ class SecAggMod:
             out[key] = record
         return out
 
+    # -- personalised FL: shared and local arrays ----------------------------
+    def _split(self, names: list[str], *, check: bool = True) -> tuple[list[str], list[str]]:
+        """The shared (encrypted) and the local names, in order; checks every pattern."""
+        include, exclude = self.include, self.exclude
+        if check:
+            for what, patterns in (("include", include), ("exclude", exclude)):
+                for pattern in patterns or ():
+                    if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                        raise _ModError(
+                            f"{what} pattern {pattern!r} matches no array name of the model "
+                            f"(names: {_names(names)})."
+                        )
+        shared = [n for n in names if (include is None or _matches(n, include))
+                  and not _matches(n, exclude or ())]
+        if check and not shared:
+            raise _ModError(
+                f"include={list(include or ())!r}, exclude={list(exclude or ())!r} leave no "
+                f"array to encrypt and average (names: {_names(names)})."
+            )
+        shared_set = set(shared)
+        return shared, [n for n in names if n not in shared_set]
+
+    @staticmethod
+    def _state(node_context: Context) -> RecordDict:
+        state: RecordDict | None = getattr(node_context, "state", None)
+        if state is None:
+            raise _ModError("include= / exclude= keep the local arrays in the node's "
+                            "Context.state, and this Context has none.")
+        return state
+
+    def _keep_local(self, node_context: Context, local: dict[str, Any],
+                    order: list[str]) -> None:
+        from flwr.app import ArrayRecord, ConfigRecord
+
+        state = self._state(node_context)
+        state[LOCAL_STATE_KEY] = ArrayRecord(local)
+        state[ORDER_STATE_KEY] = ConfigRecord({"names": list(order)})
+
+    def _with_local(self, record: ArrayRecord, node_context: Context, *,
+                    decrypted: bool) -> ArrayRecord:
+        """The full model: the server's (shared) arrays and the node's own, in the model's order.
+
+        The node's own arrays replace the server's copy. With no own arrays yet,
+        a full model from the server (plaintext, round 1) provides them.
+        """
+        from flwr.app import ArrayRecord
+
+        state = self._state(node_context)
+        own = state.array_records.get(LOCAL_STATE_KEY)
+        names = list(record.keys())
+        if own is None:
+            _, kept = self._split(names, check=False)
+            if decrypted or not kept:
+                _node_log.warning(
+                    "secagg_mod: this node keeps no local arrays yet (it has not trained in "
+                    "this run): its function gets the %d shared array(s) only.", len(names))
+                return record
+            # round 1: the server's full (plaintext) model gives the node its first local arrays
+            self._keep_local(node_context, {n: record[n] for n in kept}, names)
+            return record
+        order_record = state.config_records.get(ORDER_STATE_KEY)
+        stored = order_record.get("names") if order_record is not None else None
+        order = [str(n) for n in stored] if isinstance(stored, list) else []
+        known = set(order)
+        order += [n for n in dict.fromkeys([*names, *own.keys()]) if n not in known]
+        merged = {}
+        for name in order:
+            if name in own:
+                merged[name] = own[name]
+            elif name in record:
+                merged[name] = record[name]
+        return ArrayRecord(merged)
+
     def _decrypt_incoming(self, msg: Message, ctx: AnyContext, node_context: Context) -> None:
         from flwr.app import RecordDict
 
@@ -234,11 +362,16 @@ class SecAggMod:
             finally:
                 self._keep_guard(node_context, guard)
             replaced[key] = _tree_to_arrays(tree)
+        if self._filtered:
+            for key, record in content.array_records.items():
+                replaced[key] = self._with_local(replaced.get(key, record), node_context,
+                                                 decrypted=key in replaced)
         if replaced:
             # a new RecordDict: the incoming one may be shared with other messages
             msg.content = RecordDict({k: replaced.get(k, v) for k, v in content.items()})
 
-    def _encrypt_reply(self, msg: Message, reply: Message, ctx: AnyContext) -> Message:
+    def _encrypt_reply(self, msg: Message, reply: Message, ctx: AnyContext,
+                       node_context: Context) -> Message:
         from flwr.app import ConfigRecord
 
         content = reply.content
@@ -276,6 +409,12 @@ class SecAggMod:
                     "weighted by %d.", self.weighted_by_key, n, ctx.codec.max_weight, weight,
                 )
         server_round = _config_value(msg.content, _SERVER_ROUND)
+        local: dict[str, Any] = {}
+        order = list(record.keys())
+        if self._filtered:
+            shared, kept = self._split(order)
+            local = {n: record[n] for n in kept}
+            record = _subrecord(record, shared)
         update = ctx.encrypt(_arrays_to_tree(record), weight=weight, round_id=server_round)
         if update.num_clipped:
             _log.warning(
@@ -284,6 +423,8 @@ class SecAggMod:
                 update.num_clipped, ctx.codec.clip,
             )
         payload = update.to_bytes()
+        if self._filtered:
+            self._keep_local(node_context, local, order)
         out = self._hide_counts(content)
         del out[array_key]
         out[RECORD_KEY] = ConfigRecord({PAYLOAD_KEY: payload})
@@ -318,7 +459,7 @@ class SecAggMod:
             reply.content = self._hide_counts(reply.content)
             return reply
         try:
-            return self._encrypt_reply(msg, reply, ctx)
+            return self._encrypt_reply(msg, reply, ctx, context)
         except Exception as exc:
             return self._error(msg, exc)
 
@@ -329,3 +470,14 @@ def secagg_mod(context: ContextSource, **options: Any) -> SecAggMod:
     Takes the arguments of :class:`SecAggMod`, which says what it does to each message.
     """
     return SecAggMod(context, **options)
+
+
+def _subrecord(record: ArrayRecord, names: list[str]) -> ArrayRecord:
+    from flwr.app import ArrayRecord
+
+    return ArrayRecord({n: record[n] for n in names})
+
+
+def _names(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

@@ -451,6 +451,23 @@ class PaillierPublic(PublicBackend):
         )
         return self.parse_ciphertexts(b"".join(blobs))
 
+    def unpack_plaintexts(self, plain: list[Any], n_slots: int, count: int,
+                          terms: int) -> np.ndarray:
+        """Decrypted plaintext integers to signed slot sums, range-checked.
+
+        Shared by every way of decrypting (the key holder's CRT decryption,
+        threshold combination). After decryption the error says what failed,
+        never what was found (no values, no positions).
+        """
+        layout = self.layout
+        if any(int(m) >> layout.plaintext_bits for m in plain):
+            raise SumOverflowError(SUM_OUT_OF_RANGE)
+        sums = layout.raw_unpack([int(m) for m in plain], n_slots)
+        offset = count * self.offset + terms * self.term_offset
+        if np.any(sums > np.uint64(2 * offset)):
+            raise SumOverflowError(SUM_OUT_OF_RANGE)
+        return sums.astype(np.int64) - np.int64(offset)
+
     def parse_ciphertexts(self, blob: bytes) -> list[Any]:
         """Fixed-width big-endian ciphertexts back to integers (no range checks)."""
         width = self.ct_bytes
@@ -658,7 +675,6 @@ class PaillierSecret(SecretBackend):
         self, cts: list[Any], n_slots: int, count: int, terms: int, *, workers: int = 1,
         progress: bool = False,
     ) -> np.ndarray:
-        layout = self.public.layout
         if workers <= 1 or len(cts) < 2 * _MIN_PARALLEL_CTS:
             plain = [self.raw_decrypt_int(c) for c in _progress(cts, progress, "decrypt")]
         else:
@@ -666,14 +682,7 @@ class PaillierSecret(SecretBackend):
             blob = b"".join(parallel.fork_map(self._decrypt_chunk, _chunks(list(cts), workers),
                                               workers))
             plain = [int.from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
-        # After decryption: say what failed, never what was found (no values, no positions).
-        if any(m >> layout.plaintext_bits for m in plain):
-            raise SumOverflowError(SUM_OUT_OF_RANGE)
-        sums = layout.raw_unpack(plain, n_slots)
-        offset = count * self.public.offset + terms * self.public.term_offset
-        if np.any(sums > np.uint64(2 * offset)):
-            raise SumOverflowError(SUM_OUT_OF_RANGE)
-        return sums.astype(np.int64) - np.int64(offset)
+        return self.public.unpack_plaintexts(plain, n_slots, count, terms)
 
     # -- CRT encryption (the key holder, or clients sharing the key) ----------
     def _tables(self) -> tuple[FixedBaseTable, FixedBaseTable]:
