@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from secagg.context import PublicContext, SecretContext
 from secagg.errors import (
@@ -50,6 +51,36 @@ ORDER_STATE_KEY = "secagg-local-order"
 
 #: a context's bytes, or a function of the node's Flower ``Context`` returning them
 ContextSource = bytes | bytearray | memoryview | Callable[["Context"], Any]
+
+
+#: a node's last decrypted global model and its aggregate's digest, in ``Context.state``:
+#: Flower's isolated ClientApp processes do not share memory, but they share the state,
+#: so the same aggregate is decrypted once per node (evaluate in round r, train in r + 1)
+LAST_MODEL_KEY = "secagg-last-model"
+LAST_DIGEST_KEY = "secagg-last-digest"
+
+
+def _aggregate_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def _last_model(node_context: Context, data: bytes) -> ArrayRecord | None:
+    """The decrypted model of ``data`` if this node decrypted exactly that aggregate last."""
+    state = getattr(node_context, "state", None)
+    if state is None or LAST_DIGEST_KEY not in state.config_records:
+        return None
+    if state.config_records[LAST_DIGEST_KEY].get("digest") != _aggregate_digest(data):
+        return None
+    return cast("ArrayRecord | None", state.array_records.get(LAST_MODEL_KEY))
+
+
+def _keep_last_model(node_context: Context, data: bytes, arrays: ArrayRecord) -> None:
+    from flwr.app import ConfigRecord
+
+    state = getattr(node_context, "state", None)
+    if state is not None:
+        state[LAST_MODEL_KEY] = arrays
+        state[LAST_DIGEST_KEY] = ConfigRecord({"digest": _aggregate_digest(data)})
 
 
 class _ModError(SecAggError, code="SA-CONFIG"):
@@ -356,12 +387,17 @@ class SecAggMod:
                     "context; give it the shared secret context, or use a key holder on the "
                     "server (SecAggFedAvg(key_holder=...))."
                 )
+            kept = _last_model(node_context, data)
+            if kept is not None:  # decrypted before on this node (e.g. evaluate, then train)
+                replaced[key] = kept
+                continue
             guard = self._guard(node_context, ctx)
             try:
                 tree = _decrypt_cached(ctx, data, guard, round_key)
             finally:
                 self._keep_guard(node_context, guard)
             replaced[key] = _tree_to_arrays(tree)
+            _keep_last_model(node_context, data, replaced[key])
         if self._filtered:
             for key, record in content.array_records.items():
                 replaced[key] = self._with_local(replaced.get(key, record), node_context,
