@@ -61,6 +61,13 @@ from __future__ import annotations
 from typing import Any
 
 from secagg.integrations.flower.keys import KeyHolder, decrypt_arrays
+from secagg.integrations.flower.masking import (  # masked FedAvg, no key holder
+    MASK_MODEL_KEY,
+    MASK_RECORD_KEY,
+    MASK_STATE_KEY,
+    MaskedMod,
+    masked_mod,
+)
 from secagg.integrations.flower.mod import SecAggMod, secagg_mod
 from secagg.integrations.flower.records import (
     AGGREGATE_KEY,
@@ -86,6 +93,13 @@ __all__ = [
     "AGGREGATE_KEY",
     "REDUCE_KEY",
     "FINGERPRINT_KEY",
+    # masked aggregation (secagg.masking: no key holder)
+    "MaskedFedAvg",
+    "MaskedMod",
+    "masked_mod",
+    "MASK_RECORD_KEY",
+    "MASK_STATE_KEY",
+    "MASK_MODEL_KEY",
 ]
 
 
@@ -95,4 +109,8 @@ def __getattr__(name: str) -> Any:
         from secagg.integrations.flower.strategy import strategy_class
 
         return strategy_class()
+    if name == "MaskedFedAvg":
+        from secagg.integrations.flower.masking import masked_strategy_class
+
+        return masked_strategy_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
