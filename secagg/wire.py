@@ -66,6 +66,9 @@ class Kind(IntEnum):
     THRESHOLD_PUBLIC = 17
     PARTIAL_DECRYPTION = 18
     SIGNED_UPDATE = 19
+    # secagg.masking: the consistency round (with long-term signing keys)
+    MASK_CONSISTENCY_REQUEST = 20
+    MASK_CONSISTENCY = 21
 
 
 def show(value: object, limit: int = 40) -> str:

@@ -56,31 +56,39 @@ so a Flower integration only has to carry the bytes::
     "shares"  receive(.)              <- MASK_SHARES            share_keys(key_list)
               close_shares()          MASK_SHARE_LIST ->
     "masked"  receive(.)              <- MASK_INPUT             masked_input(share_list, tree, weight)
-              close_masked()          MASK_UNMASK_REQUEST ->
+              close_masked()          MASK_UNMASK_REQUEST ->    (no signing keys)
+              close_masked()          MASK_CONSISTENCY_REQUEST -> (signing keys: U3)
+              receive(.)              <- MASK_CONSISTENCY       consistency(request)
+              close_consistency()     MASK_UNMASK_REQUEST ->    (with U3 and t signatures)
     "unmask"  receive(.)              <- MASK_UNMASK            unmask(request)
               finish(reduce) -> MaskedAggregate(tree, raw, included)
 
-=========================  =========  ==========================================================
-message (``Kind``)          direction  content (all carry the round id and config fingerprint)
-=========================  =========  ==========================================================
-``MASK_CONFIG``             s -> c     round, n, t, k, 32-byte seed, codec, DP parameters
-``MASK_KEYS``               c -> s     two X25519 public keys (share encryption, masks), Ed25519
-                                       signature (optional)
-``MASK_KEY_LIST``           s -> c     the neighbours' adverts (only neighbours: O(k) in SecAgg+)
-``MASK_SHARES``             c -> s     per neighbour: AES-GCM(share of ``b_u``, share of ``s_u``);
-                                       SHA-256 commitment to ``b_u``
-``MASK_SHARE_LIST``         s -> c     the ciphertexts addressed to this client
-``MASK_INPUT``              c -> s     tree spec and the masked slots bit-packed at ``w`` bits
-``MASK_UNMASK_REQUEST``     s -> c     survivors and dropped peers of this client's view
-``MASK_UNMASK``             c -> s     shares of survivors' seeds and dropped peers' mask keys
-=========================  =========  ==========================================================
+============================  =========  =======================================================
+message (``Kind``)            direction  content (all carry the round id and config fingerprint)
+============================  =========  =======================================================
+``MASK_CONFIG``               s -> c     round, n, t, k, 32-byte seed, codec, DP parameters
+``MASK_KEYS``                 c -> s     two X25519 public keys (share encryption, masks), Ed25519
+                                         signature (optional)
+``MASK_KEY_LIST``             s -> c     the neighbours' adverts (only neighbours: O(k) in SecAgg+)
+``MASK_SHARES``               c -> s     per neighbour: AES-GCM(share of ``b_u``, share of ``s_u``);
+                                         SHA-256 commitment to ``b_u``
+``MASK_SHARE_LIST``           s -> c     the ciphertexts addressed to this client
+``MASK_INPUT``                c -> s     tree spec and the masked slots bit-packed at ``w`` bits
+``MASK_CONSISTENCY_REQUEST``  s -> c     signing keys only: ``U3``, the clients that sent inputs
+``MASK_CONSISTENCY``          c -> s     signing keys only: Ed25519 signature on (config, round, U3)
+``MASK_UNMASK_REQUEST``       s -> c     survivors and dropped peers of this client's view (with
+                                         signing keys also ``U3`` and the signatures on it)
+``MASK_UNMASK``               c -> s     shares of survivors' seeds and dropped peers' mask keys
+============================  =========  =======================================================
 
 **Dropouts**, up to ``holders - t`` per neighbourhood, at any stage; the sum is
 bit-exact over ``included`` whatever stage clients vanish in: before *keys* a
 client never joins; before *shares* its neighbours simply leave it out (nobody
 masked with it); before *masked* it shared but sent nothing, so its mask key is
 rebuilt and the pairwise masks towards it removed; before *unmask* its input is
-in the sum and its self-mask seed is rebuilt from the others' shares. Fewer
+in the sum and its self-mask seed is rebuilt from the others' shares (with
+signing keys an *unmask* dropout vanishes before signing ``U3``, and one that
+signed but does not answer is the same dropout for the sum). Fewer
 than ``t`` holders at any point raises :class:`secagg.errors.TooFewSurvivorsError`
 (server and clients check independently) and nothing is unmasked.
 
@@ -127,36 +135,56 @@ secrets are its neighbours and itself (``n`` in SecAgg, ``k + 1`` in SecAgg+).
   configuration or addressee are wrong, that name a peer that did not share
   with it, list a peer as both survivor and dropped, leave a peer out, or leave
   fewer than ``t`` survivors; and refuses a configuration with
-  ``t <= holders / 2``. **This is not enough against a deviating server, even
-  with no colluding client and with signing keys** (found by a review, with a
-  working attack): the server tells a victim ``z`` at the share stage that all
-  but ``t - 1`` of its neighbours ``A`` dropped, so ``z`` masks with ``A``
-  only; then tells every holder that ``z`` survived (``t`` shares of ``z``'s
-  self-mask seed) and tells different holders that different members of ``A``
-  dropped (``t`` shares of each ``v``'s mask key; no holder reveals two secrets
-  of one peer, and each still sees ``t`` survivors). With the mask keys of ``A``
-  the server recomputes every pairwise mask of ``z`` and reads ``z``'s input.
-  Only [BIK+17]'s consistency round (clients sign one survivor set and check
-  ``t`` signatures on it, and that it is a subset of their own view, before
-  unmasking) stops this; it is **not implemented**. So: **treat the masking
-  server as honest-but-curious** (it follows the protocol) — the setting of
-  the guarantee above.
+  ``t <= holders / 2``. **Without signing keys this is not enough**, even with
+  no colluding client (found by a review, with a working attack, kept as
+  ``tests/masking/test_consistency.py``): the server tells a victim ``z`` at
+  the share stage that all but ``t - 1`` of its neighbours ``A`` dropped, so
+  ``z`` masks with ``A`` only; then tells every holder that ``z`` survived
+  (``t`` shares of ``z``'s self-mask seed) and tells different holders that
+  different members of ``A`` dropped (``t`` shares of each ``v``'s mask key; no
+  holder reveals two secrets of one peer, and each still sees ``t``
+  survivors). With the mask keys of ``A`` the server recomputes every pairwise
+  mask of ``z`` and reads ``z``'s input. So **without signing keys, treat the
+  masking server as honest-but-curious** (it follows the protocol).
+* *With signing keys: [BIK+17]'s consistency round.* After the masked stage the
+  server sends every client that sent an input the set ``U3`` of those
+  clients; a client signs ``(config fingerprint, round, sorted U3)`` with its
+  long-term Ed25519 key, once per round, after checking that it is in ``U3``,
+  that every neighbour in ``U3`` shared with it (``U3`` is a subset of its view)
+  and that ``t`` of its view are in ``U3``. It then unmasks only for a request
+  carrying that same ``U3`` and at least ``t`` valid signatures on it from
+  distinct clients of ``U3`` in its view, with survivors ``= U3 ∩ view`` and
+  dropped ``= view \\ U3``; forged, duplicated, foreign or too few signatures,
+  another ``U3`` or other survivors are refused and nothing is revealed. An
+  honest client signs one ``U3``, and two different ``U3`` each signed by ``t >
+  holders / 2`` holders would need a holder to sign twice, so every holder of
+  ``z`` that unmasks works from the same survivor set: the trimming attack
+  above fails (a trimmed ``z`` signs only ``U3 ⊆ A ∪ {z}``; a holder told that
+  ``v ∈ A`` dropped needs ``t`` signatures on a ``U3`` without ``v``). The
+  argument is [BIK+17]'s for the complete graph. In SecAgg+ the ``t``
+  signatures come from the client's own neighbourhood (as its shares do): the
+  local form of the check, which refuses the attack above (tested on the
+  complete graph), but no proof for sparse graphs against a malicious server
+  is claimed here ([BBG+20]'s malicious analysis is not reproduced). Signing
+  keys also authenticate the advertised keys (below).
+  ``run_round(signing_keys=True)`` runs the round; the ``MaskingServer`` runs it
+  whenever it is given ``peer_keys``.
 * *Long-term signing keys* (``signing_key`` / ``peer_keys``, or
   ``run_round(signing_keys=True)``): advertised X25519 keys are signed, so a
   server cannot substitute its own keys (it would then decrypt the shares sent
   to that client, or own its pairwise masks) or invent clients: a substituted
   key raises :class:`secagg.errors.KeyAuthenticationError`. Without them the
   server can run a man-in-the-middle on the key agreement and recover inputs;
-  use them whenever the server is not trusted to relay keys faithfully. They
-  need a PKI outside the protocol (the Ed25519 public keys must reach every
-  party authentically).
-* **Not implemented**: the *consistency check* round of [BIK+17]'s
-  malicious-secure variant (see above); a joint coin toss for the SecAgg+
-  graph seed (the server draws it, and a review ground a seed placing 11 of 50
-  colluders among a chosen victim's 67 holders at ``n = 1000`` in a few
-  thousand tries: with a server-chosen seed the collusion bounds of
-  :mod:`secagg.masking.graph` hold only for a server that draws it honestly);
-  [BBG+20]'s semi-malicious defences.
+  use them whenever the server is not trusted. They need a PKI outside the
+  protocol (the Ed25519 public keys must reach every party authentically).
+  **The Flower integration does not use signing keys yet**, so over Flower the
+  server must be honest-but-curious.
+* **Not implemented**: a joint coin toss for the SecAgg+ graph seed (the server
+  draws it, and a review ground a seed placing 11 of 50 colluders among a
+  chosen victim's 67 holders at ``n = 1000`` in a few thousand tries: with a
+  server-chosen seed the collusion bounds of :mod:`secagg.masking.graph` hold
+  only for a server that draws it honestly; the consistency round does not
+  change this); [BBG+20]'s semi-malicious defences.
 * *Correctness is not protected* against malicious clients: a client can send
   any element of ``Z_{2**w}`` and shift the sum (as with the HE schemes without
   range proofs); the server only checks that the unmasked count, weight sum and

@@ -137,7 +137,10 @@ def run_round(
         dp: distributed DP (``secagg.dp.DistributedDP``), ``dp.min_clients <= threshold``.
         signing_keys: ``True`` (fresh Ed25519 keys, public halves given to every
             client and the server) or one ``Ed25519PrivateKey`` per client: adverts
-            are signed and substituted keys refused.
+            are signed and substituted keys refused, and [BIK+17]'s consistency round
+            runs before unmasking (clients sign ``U3`` and unmask only with ``threshold``
+            signatures on it). ``dropouts["unmask"]`` clients then vanish before
+            signing; the round's time and bytes are counted in the ``"unmask"`` stage.
 
     Raises:
         InsecureThresholdError: the threshold is at most half the holders.
@@ -168,11 +171,14 @@ def run_round(
     for i in range(n):
         clients[i] = MaskingClient(blob, i, signing_key=sk[i], peer_keys=pks)
 
+    signing_t: dict[int, float] = {}  # the consistency round, per client: added to "unmask"
+    signing_b: dict[int, int] = {}
+
     def client_step(stage: Stage, i: int, call: Any) -> bytes:
         t = time.perf_counter()
         msg: bytes = call()
-        client_t[stage].append(time.perf_counter() - t)
-        client_b[stage].append(len(msg))
+        client_t[stage].append(time.perf_counter() - t + signing_t.pop(i, 0.0))
+        client_b[stage].append(len(msg) + signing_b.pop(i, 0))
         return msg
 
     def server_step(stage: str, call: Any) -> Any:
@@ -204,13 +210,22 @@ def run_round(
         server_step("masked", lambda m=msg: server.receive(m))
     requests: dict[int, bytes] = server_step("masked", server.close_masked)
     server_b["masked"] = float(sum(map(len, requests.values())))
-    # stage 4: unmasking
+    # stage 4: unmasking (with signing keys, first the consistency round: its dropouts are
+    # the "unmask" ones, gone before signing U3; its time and bytes count as "unmask")
     alive -= gone["unmask"]
+    if pks is not None:
+        for i in sorted(alive):
+            t = time.perf_counter()
+            msg = clients[i].consistency(requests[i])
+            signing_t[i], signing_b[i] = time.perf_counter() - t, len(msg)
+            server_step("unmask", lambda m=msg: server.receive(m))
+        requests = server_step("unmask", server.close_consistency)
+        server_b["unmask"] = float(sum(map(len, requests.values())))
     for i in sorted(alive):
         msg = client_step("unmask", i, lambda c=clients[i], i=i: c.unmask(requests[i]))
         server_step("unmask", lambda m=msg: server.receive(m))
     agg = server_step("unmask", lambda: server.finish(reduce))
-    server_b["unmask"] = 0.0
+    server_b.setdefault("unmask", 0.0)
 
     def mean(xs: Sequence[float]) -> float:
         return float(sum(xs) / len(xs)) if xs else 0.0

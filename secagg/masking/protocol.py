@@ -76,7 +76,7 @@ _SHARE_PLAIN = 2 * shamir.LIMBS * 4  # self-mask seed share and mask-key share, 
 _SHARE_CT = NONCE_BYTES + _SHARE_PLAIN + TAG_BYTES
 _LIMB_BLOB = shamir.LIMBS * 4
 _CLIENT_KINDS = {Kind.MASK_KEYS: "keys", Kind.MASK_SHARES: "shares", Kind.MASK_INPUT: "masked",
-                 Kind.MASK_UNMASK: "unmask"}
+                 Kind.MASK_CONSISTENCY: "consistency", Kind.MASK_UNMASK: "unmask"}
 
 
 # ---------------------------------------------------------------------------
@@ -335,6 +335,12 @@ def _verify_advert(config: MaskingConfig, key: Ed25519PublicKey, index: int, c_p
         ) from None
 
 
+def _consistency_message(config: MaskingConfig, u3: list[int]) -> bytes:
+    """What a client's consistency signature covers: the configuration, the round and ``U3``."""
+    packed: bytes = msgpack.packb([config.round_id, sorted(u3)], use_bin_type=True)
+    return b"secagg/masking/v1|consistency|" + config.fingerprint + packed
+
+
 def _share_aad(config: MaskingConfig, sender: int, receiver: int) -> bytes:
     packed: bytes = msgpack.packb([config.round_id, sender, receiver, "shares"], use_bin_type=True)
     return b"secagg/masking/v1|share|" + config.fingerprint + packed
@@ -403,6 +409,7 @@ class MaskingClient:
 
     ``advertise_keys() -> MASK_KEYS``; ``share_keys(MASK_KEY_LIST) -> MASK_SHARES``;
     ``masked_input(MASK_SHARE_LIST, tree, weight) -> MASK_INPUT``;
+    with signing keys ``consistency(MASK_CONSISTENCY_REQUEST) -> MASK_CONSISTENCY`` first;
     ``unmask(MASK_UNMASK_REQUEST) -> MASK_UNMASK`` (may be asked again, never for
     both secrets of one peer). Each stage method runs once; a refused message
     raises and changes nothing.
@@ -445,6 +452,14 @@ class MaskingClient:
         self._held: dict[int, np.ndarray] = {}
         self._revealed_self: set[int] = set()
         self._revealed_key: set[int] = set()
+        #: the U3 this client signed in the consistency round (only with signing keys)
+        self._signed_u3: frozenset[int] | None = None
+
+    @property
+    def checks_consistency(self) -> bool:
+        """Whether this client runs [BIK+17]'s consistency round (it holds a signing key and
+        its peers' keys): it then unmasks only after :meth:`consistency`."""
+        return self._signing_key is not None and self._peer_keys is not None
 
     def _expect(self, stage: Stage) -> None:
         if self.stage != stage:
@@ -571,6 +586,72 @@ class MaskingClient:
         self.stage = "unmask"
         return msg
 
+    # -- stage 3b: the consistency round (signing keys only) ----------------------
+    def consistency(self, request: bytes) -> bytes:
+        """``MASK_CONSISTENCY``: this client's Ed25519 signature on the server's ``U3``.
+
+        ``U3`` (``MASK_CONSISTENCY_REQUEST``) is the set of clients that sent masked
+        inputs. Refused (nothing signed) unless this client is in it, every
+        neighbour in it shared with this client (``U3`` restricted to the
+        neighbourhood is a subset of this client's view), and at least ``threshold``
+        of this client's view are in it. Signs once per round: the signed ``U3`` is
+        the only one :meth:`unmask` will accept. Needs ``signing_key`` and
+        ``peer_keys`` (``StageError`` otherwise).
+        """
+        self._expect("unmask")
+        if not self.checks_consistency:
+            raise StageError(f"client {self.index} holds no signing key and peer keys: it runs "
+                             f"no consistency round.")
+        if self._signed_u3 is not None:
+            raise StageError(f"client {self.index} already signed this round's U3.")
+        config, me = self.config, self.index
+        body = _open(request, Kind.MASK_CONSISTENCY_REQUEST, config)
+        if _index(body, "to", config.num_clients) != me:
+            raise PeerSetError("this consistency request is addressed to another client.")
+        u3 = frozenset(_index_list(body, "u3", config.num_clients))
+        if me not in u3:
+            raise PeerSetError("the consistency request does not list this client.")
+        strangers = sorted((u3 & self.neighbours) - self._view)
+        if strangers:
+            raise PeerSetError(f"U3 lists neighbours {strangers[:8]} that did not share with "
+                               f"client {me}: U3 is not a subset of its view.")
+        _need(len(u3 & self._view), config, f"U3 in the consistency request to client {me}")
+        assert self._signing_key is not None
+        sig = self._signing_key.sign(_consistency_message(config, sorted(u3)))
+        msg = seal(Kind.MASK_CONSISTENCY, _header(config) | {"from": me, "sig": sig})
+        self._signed_u3 = u3
+        return msg
+
+    def _check_signed_u3(self, body: Body) -> None:
+        """An unmask request of the consistency round: the signed ``U3`` and ``t`` signatures."""
+        config, me = self.config, self.index
+        if self._signed_u3 is None:
+            raise StageError(f"client {me} unmasks only after signing U3 (the consistency round).")
+        u3 = _index_list(body, "u3", config.num_clients)
+        if frozenset(u3) != self._signed_u3:
+            raise PeerSetError("the unmask request carries another U3 than this client signed.")
+        sigs = _pairs(body, "sigs", config.num_clients, _SIG_BYTES)
+        outside = sorted(set(sigs) - (self._signed_u3 & self._view))
+        if outside:
+            raise PeerSetError(f"signatures from clients {outside[:8]} that are not in U3 and "
+                               f"this client's view.")
+        assert self._peer_keys is not None
+        message = _consistency_message(config, u3)
+        for v, sig in sigs.items():
+            key = self._peer_keys.get(v)
+            if key is None:
+                raise KeyAuthenticationError(f"no long-term key is known for client {v}.")
+            try:
+                key.verify(sig, message)
+            except InvalidSignature:
+                raise KeyAuthenticationError(
+                    f"client {v}'s signature on U3 is invalid: forged, or on another U3."
+                ) from None
+        if len(sigs) < config.threshold:
+            raise UnmaskRefusedError(
+                f"the unmask request carries {len(sigs)} valid signatures on U3 from this "
+                f"client's view, fewer than threshold={config.threshold}: nothing is revealed.")
+
     # -- stage 4 -----------------------------------------------------------------
     def unmask(self, request: bytes) -> bytes:
         """``MASK_UNMASK``: shares of survivors' self-mask seeds and of dropped peers' mask keys.
@@ -579,6 +660,10 @@ class MaskingClient:
         peers are disjoint and together exactly the peers that shared with this
         client plus itself, this client is a survivor, at least ``threshold``
         survive, and no peer is asked for the other secret than in any earlier answer.
+        With signing keys (:attr:`checks_consistency`) it also needs the ``U3`` it
+        signed in :meth:`consistency`, at least ``threshold`` valid signatures on it
+        from distinct clients of ``U3`` in its view, and survivors ``= U3 ∩ view``,
+        dropped ``= view \\ U3``.
         """
         self._expect("unmask")
         config, me = self.config, self.index
@@ -600,6 +685,12 @@ class MaskingClient:
         if me not in survivors:
             raise PeerSetError("the unmask request lists this client as dropped.")
         _need(len(survivors), config, f"unmask request to client {me}")
+        if self.checks_consistency:
+            self._check_signed_u3(body)
+            assert self._signed_u3 is not None
+            if survivors != self._view & self._signed_u3:
+                raise PeerSetError("the unmask request's survivors are not U3 within this "
+                                   "client's view.")
         conflict = sorted((survivors & self._revealed_key) | (dropped & self._revealed_self))
         if conflict:
             raise UnmaskRefusedError(
@@ -640,14 +731,16 @@ class MaskingServer:
     """The server's side of one round: collects, relays, checks thresholds, unmasks.
 
     ``receive(data)`` takes any client message of the open stage; ``close_keys()``,
-    ``close_shares()`` and ``close_masked()`` end a stage and return the messages to
-    send (``{client index: bytes}``); ``finish(reduce)`` rebuilds the secrets and
-    returns the :class:`MaskedAggregate`. The server holds no secret of its own.
+    ``close_shares()``, ``close_masked()`` and (with ``peer_keys``) ``close_consistency()``
+    end a stage and return the messages to send (``{client index: bytes}``);
+    ``finish(reduce)`` rebuilds the secrets and returns the :class:`MaskedAggregate`.
+    The server holds no secret of its own.
 
     Args:
         config: the round configuration (send ``config.to_bytes()`` to the clients).
         peer_keys: the clients' long-term Ed25519 public keys; when given, adverts
-            without a valid signature are refused on receipt.
+            without a valid signature are refused on receipt, and the round runs
+            [BIK+17]'s consistency round between the masked and unmask stages.
     """
 
     def __init__(self, config: MaskingConfig, *,
@@ -658,8 +751,9 @@ class MaskingServer:
         self._peer_keys = None if peer_keys is None else dict(peer_keys)
         self._graph = config.graph
         self._closed: dict[int, frozenset[int]] = {}
-        #: the open stage: "keys", "shares", "masked", "unmask" or "done"
-        self.stage: Stage | Literal["done"] = "keys"
+        #: the open stage: "keys", "shares", "masked", "consistency" (signing keys only),
+        #: "unmask" or "done"
+        self.stage: Stage | Literal["consistency", "done"] = "keys"
         self._adverts: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._shares: dict[int, dict[int, bytes]] = {}
         self._commits: dict[int, bytes] = {}
@@ -668,6 +762,7 @@ class MaskingServer:
         self._spec: TreeSpec | None = None
         self._acc: np.ndarray | None = None
         self._requests: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._signatures: dict[int, bytes] = {}  # the consistency round's signatures on U3
         self._answers: dict[int, tuple[dict[int, bytes], dict[int, bytes]]] = {}
         self._result: tuple[RawSum, tuple[int, ...]] | None = None
 
@@ -704,6 +799,8 @@ class MaskingServer:
             self._take_shares(sender, body)
         elif stage == "masked":
             self._take_input(sender, body)
+        elif stage == "consistency":
+            self._take_signature(sender, body)
         else:
             self._take_unmask(sender, body)
         return sender
@@ -766,6 +863,22 @@ class MaskingServer:
             self._spec = spec
         self._inputs.add(sender)
 
+    def _take_signature(self, sender: int, body: Body) -> None:
+        if sender not in self._inputs:
+            raise PeerSetError(f"client {sender} signed U3 but sent no masked input.")
+        if sender in self._signatures:
+            raise ReplayError(f"client {sender} already signed U3.")
+        sig = body.blob("sig", size=_SIG_BYTES)
+        assert self._peer_keys is not None
+        key = self._peer_keys.get(sender)
+        if key is None:
+            raise KeyAuthenticationError(f"no long-term key is known for client {sender}.")
+        try:
+            key.verify(sig, _consistency_message(self.config, sorted(self._inputs)))
+        except InvalidSignature:
+            raise KeyAuthenticationError(f"client {sender}'s signature on U3 is invalid.") from None
+        self._signatures[sender] = sig
+
     def _take_unmask(self, sender: int, body: Body) -> None:
         if sender not in self._requests:
             raise PeerSetError(f"client {sender} answered an unmask request it was not sent.")
@@ -781,7 +894,7 @@ class MaskingServer:
         self._answers[sender] = (own, keys)
 
     # -- closing stages --------------------------------------------------------------
-    def _expect(self, stage: Stage) -> None:
+    def _expect(self, stage: Stage | Literal["consistency"]) -> None:
         if self.stage != stage:
             raise StageError(f"stage {stage!r} is not open (the open stage is {self.stage!r}).")
 
@@ -830,7 +943,9 @@ class MaskingServer:
         return out
 
     def close_masked(self) -> dict[int, bytes]:
-        """End the masked-input stage; ``MASK_UNMASK_REQUEST`` for each client that sent one.
+        """End the masked-input stage; for each client that sent one, ``MASK_UNMASK_REQUEST``
+        or, with ``peer_keys`` (the consistency round), ``MASK_CONSISTENCY_REQUEST``
+        carrying ``U3``; then ``receive`` the signatures and call :meth:`close_consistency`.
 
         ``TooFewSurvivorsError`` unless every client that shared still has at least
         ``threshold`` holders among the clients that sent masked inputs.
@@ -841,13 +956,41 @@ class MaskingServer:
         for z in self._views:
             _need(len(self._holders(z, u3)), self.config,
                   f"masked-input stage, holders of client {z}'s secrets")
+        if self._peer_keys is not None:  # the consistency round: every U3 client signs U3
+            u3_list = sorted(u3)
+            self.stage = "consistency"
+            return {u: seal(Kind.MASK_CONSISTENCY_REQUEST, _header(self.config) | {
+                "to": u, "u3": u3_list}) for u in u3_list}
+        return self._unmask_requests(sorted(u3), {})
+
+    def close_consistency(self) -> dict[int, bytes]:
+        """End the consistency round; ``MASK_UNMASK_REQUEST`` (with ``U3`` and the signatures
+        from the client's view) for each client that signed ``U3``.
+
+        ``TooFewSurvivorsError`` unless each signer has ``threshold`` signers in its view
+        (clients that do not sign count as dropped at the unmask stage).
+        """
+        self._expect("consistency")
+        signers = self._signatures.keys()
+        _need(len(signers), self.config, "consistency round")
+        for u in signers:
+            _need(len(self._views[u] & signers), self.config,
+                  f"consistency round, signers in client {u}'s view")
+        return self._unmask_requests(sorted(signers), self._signatures)
+
+    def _unmask_requests(self, to: list[int], sigs: Mapping[int, bytes]) -> dict[int, bytes]:
+        u3 = self._inputs
         out = {}
-        for u in sorted(u3):
+        for u in to:
             view = self._views[u]
             survivors, dropped = tuple(sorted(view & u3)), tuple(sorted(view - u3))
             self._requests[u] = (survivors, dropped)
+            extra: dict[str, Any] = {}
+            if self._peer_keys is not None:
+                extra = {"u3": sorted(u3),
+                         "sigs": [[v, sigs[v]] for v in sorted(view & sigs.keys())]}
             out[u] = seal(Kind.MASK_UNMASK_REQUEST, _header(self.config) | {
-                "to": u, "survivors": list(survivors), "dropped": list(dropped)})
+                "to": u, "survivors": list(survivors), "dropped": list(dropped)} | extra)
         self.stage = "unmask"
         return out
 

@@ -97,6 +97,13 @@ class Round:
         for m in self.inputs.values():
             self.server.receive(m)
         self.requests = self.server.close_masked()
+        if self.pk is not None:  # the consistency round
+            self.consistency_requests = self.requests
+            self.signatures = {i: self.clients[i].consistency(self.requests[i])
+                               for i in sorted(self.alive)}
+            for m in self.signatures.values():
+                self.server.receive(m)
+            self.requests = self.server.close_consistency()
         return self.requests
 
     def unmask(self, drop=()):

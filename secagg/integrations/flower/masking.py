@@ -149,7 +149,7 @@ class _ModError(SecAggError, code="SA-CONFIG"):
 _CLIENT_FIELDS = frozenset({
     "config", "index", "_signing_key", "_peer_keys", "neighbours", "stage", "_c_sk", "_s_sk",
     "_pair_seeds", "_share_keys", "_self_seed", "_own_share", "_view", "_held",
-    "_revealed_self", "_revealed_key",
+    "_revealed_self", "_revealed_key", "_signed_u3",
 })
 _STATE_VERSION = 1
 
