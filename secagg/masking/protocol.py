@@ -616,7 +616,8 @@ class MaskingClient:
             raise PeerSetError(f"U3 lists neighbours {strangers[:8]} that did not share with "
                                f"client {me}: U3 is not a subset of its view.")
         _need(len(u3 & self._view), config, f"U3 in the consistency request to client {me}")
-        assert self._signing_key is not None
+        if self._signing_key is None:  # checks_consistency guarantees it; never trust that
+            raise StageError("this client has no signing key for the consistency round.")
         sig = self._signing_key.sign(_consistency_message(config, sorted(u3)))
         msg = seal(Kind.MASK_CONSISTENCY, _header(config) | {"from": me, "sig": sig})
         self._signed_u3 = u3
@@ -635,7 +636,8 @@ class MaskingClient:
         if outside:
             raise PeerSetError(f"signatures from clients {outside[:8]} that are not in U3 and "
                                f"this client's view.")
-        assert self._peer_keys is not None
+        if self._peer_keys is None:
+            raise StageError("this client has no peer keys to check consistency signatures.")
         message = _consistency_message(config, u3)
         for v, sig in sigs.items():
             key = self._peer_keys.get(v)
@@ -687,7 +689,8 @@ class MaskingClient:
         _need(len(survivors), config, f"unmask request to client {me}")
         if self.checks_consistency:
             self._check_signed_u3(body)
-            assert self._signed_u3 is not None
+            if self._signed_u3 is None:
+                raise StageError("unmask before this client signed a survivor set.")
             if survivors != self._view & self._signed_u3:
                 raise PeerSetError("the unmask request's survivors are not U3 within this "
                                    "client's view.")
@@ -869,7 +872,8 @@ class MaskingServer:
         if sender in self._signatures:
             raise ReplayError(f"client {sender} already signed U3.")
         sig = body.blob("sig", size=_SIG_BYTES)
-        assert self._peer_keys is not None
+        if self._peer_keys is None:
+            raise StageError("this server has no peer keys to check consistency signatures.")
         key = self._peer_keys.get(sender)
         if key is None:
             raise KeyAuthenticationError(f"no long-term key is known for client {sender}.")
@@ -1030,7 +1034,8 @@ class MaskingServer:
             self._result = self._unmask()
             self.stage = "done"
         raw, included = self._result
-        assert self._spec is not None
+        if self._spec is None:
+            raise StageError("no masked input was received in this round.")
         divisor = {"sum": 1, "mean": raw.count, "weighted_mean": raw.weight_sum}[reduce]
         tree = unflatten(self._spec, self.config.codec.raw_decode(raw.values, divisor), device=device)
         return MaskedAggregate(tree, raw, included, self._spec)
@@ -1052,7 +1057,8 @@ class MaskingServer:
                 raise ReconstructionError(f"client {z}'s rebuilt mask key does not match its "
                                           f"public key: a holder sent a wrong share.")
             sks.append(sk)
-        assert self._acc is not None
+        if self._acc is None:
+            raise StageError("no masked input was received in this round.")
         width = config.width
         expander = MaskExpander(self._acc.size, width)
         masks = np.zeros(self._acc.size, dtype=expander.dtype)  # everything to subtract

@@ -150,7 +150,9 @@ def _verify_all(vk: VerificationKeys, total: EncryptedUpdate,
         if reason:
             rejected.append(Rejection(position, holder, reason))
             continue
-        assert holder is not None
+        if holder is None:  # a partial that passed its checks names its holder
+            rejected.append(Rejection(position, holder, "the partial names no holder."))
+            continue
         if holder in valid:
             rejected.append(Rejection(position, holder, f"a second partial from holder {holder}."))
             continue
