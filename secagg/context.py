@@ -30,6 +30,7 @@ from secagg.errors import (
     TreeError,
     WeightError,
 )
+from secagg.keystore import SavesSealed
 from secagg.schemes.base import PublicBackend, SecretBackend
 from secagg.tree import flatten, unflatten
 from secagg.update import EXTRA_SLOTS, EncryptedUpdate, check_round_id
@@ -334,12 +335,12 @@ def _dp_params(dp: DistributedDP | None) -> dict[str, Any] | None:
             "min_clients": dp.min_clients}
 
 
-def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, min_clients: int) -> None:
-    """The codec must reserve the noise's range, and decryption must wait for enough noise."""
+def check_dp_codec(dp: DistributedDP | None, codec: FixedPointCodec) -> bool:
+    """The codec must reserve exactly the noise's range, and round to nearest; whether DP is on."""
     if dp is None:
         if codec.noise_bound:
             raise ConfigError("the codec reserves room for noise but no DP parameters are set.")
-        return
+        return False
     if codec.noise_bound != dp.noise_bound(codec.frac_bits):
         raise ConfigError(
             f"codec noise_bound {codec.noise_bound} does not match the DP noise bound "
@@ -347,6 +348,13 @@ def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, min_clients: int
         )
     if codec.rounding != "nearest":
         raise ConfigError("distributed DP needs rounding='nearest' (its sensitivity assumes it).")
+    return True
+
+
+def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, min_clients: int) -> None:
+    """The codec must reserve the noise's range, and decryption must wait for enough noise."""
+    if not check_dp_codec(dp, codec) or dp is None:
+        return
     if min_clients < dp.min_clients:
         raise ConfigError(
             f"min_clients={min_clients} is below the DP calibration target "
@@ -448,7 +456,7 @@ class _OfPublic(Generic[_T]):
         raise AttributeError(f"property {self._name!r} of 'SecretContext' object has no setter")
 
 
-class SecretContext(_Encrypts):
+class SecretContext(_Encrypts, SavesSealed):
     """The key holder's context: the public half (``ctx.public``) plus the secret key.
 
     It is not a :class:`PublicContext` (nothing that takes public material
@@ -557,21 +565,6 @@ class SecretContext(_Encrypts):
             {"public": self.public._body(), "secret": self.secret_backend.material()},
         )
 
-    def to_sealed_bytes(self, passphrase: str | bytes, *, scrypt_n: int | None = None) -> bytes:
-        """:meth:`to_bytes` encrypted under a passphrase (scrypt + AES-256-GCM)."""
-        from secagg.keystore import DEFAULT_SCRYPT_N, seal_secret
-
-        return seal_secret(self.to_bytes(), passphrase, n=scrypt_n or DEFAULT_SCRYPT_N)
-
-    def save(self, path: Any, *, passphrase: str | bytes | None = None,
-             overwrite: bool = False, scrypt_n: int | None = None) -> None:
-        """Write the secret context to a new owner-only (0600) file, encrypted if a passphrase is given."""
-        from secagg.keystore import write_private
-
-        data = self.to_bytes() if passphrase is None else self.to_sealed_bytes(
-            passphrase, scrypt_n=scrypt_n)
-        write_private(path, data, overwrite=overwrite)
-
     @classmethod
     def load(cls, path: Any, *, passphrase: str | bytes | None = None,
              allow_insecure: bool = False) -> SecretContext:
@@ -587,17 +580,25 @@ class SecretContext(_Encrypts):
         A context marked insecure (test keys) raises ``InsecureContextError``
         unless ``allow_insecure=True``.
         """
-        from secagg.keystore import is_sealed, open_secret
+        from secagg.keystore import unseal_if_sealed
 
-        if is_sealed(data):
-            if passphrase is None:
-                raise FormatError("this secret context is passphrase-encrypted; pass passphrase=.")
-            data = open_secret(data, passphrase)
+        data = unseal_if_sealed(data, passphrase, "secret context")
         _, body = open_payload(data, Kind.SECRET_CONTEXT)
         public = PublicContext._from_body(body.section("public"), allow_insecure=allow_insecure)
         _, secret_cls = _scheme_or_format_error(public.scheme)
         secret = secret_cls.from_material(body.section("secret"), public.backend)
         return cls(secret, min_clients=public.min_clients, dp=public.dp)
+
+
+def make_codec(*, clip: float, frac_bits: int, max_clients: int, max_weight: int,
+               rounding: Rounding, max_terms: int, term_clip: float | None,
+               dp: DistributedDP | None) -> FixedPointCodec:
+    """The codec for :func:`generate`'s options (shared with ``secagg.threshold.deal``)."""
+    return FixedPointCodec(
+        clip=clip, frac_bits=frac_bits, max_clients=max_clients, max_weight=max_weight,
+        rounding=rounding, extra_summands=max_terms, term_clip=term_clip,
+        noise_bound=0 if dp is None else dp.noise_bound(frac_bits),
+    )
 
 
 def generate(
@@ -656,11 +657,9 @@ def generate(
     entry = schemes.get(scheme)
     if dp is not None and not isinstance(dp, DistributedDP):
         raise ConfigError(f"dp must be a secagg.dp.DistributedDP. Found {type(dp).__name__}.")
-    codec = FixedPointCodec(
-        clip=clip, frac_bits=frac_bits, max_clients=max_clients, max_weight=max_weight,
-        rounding=rounding, extra_summands=max_terms, term_clip=term_clip,
-        noise_bound=0 if dp is None else dp.noise_bound(frac_bits),
-    )
+    codec = make_codec(clip=clip, frac_bits=frac_bits, max_clients=max_clients,
+                       max_weight=max_weight, rounding=rounding, max_terms=max_terms,
+                       term_clip=term_clip, dp=dp)
     min_clients = _check_min_clients(min_clients, codec.max_clients, dp)
     _check_dp(dp, codec, min_clients)
     return SecretContext(entry.make(codec, options), min_clients=min_clients, dp=dp)

@@ -56,6 +56,40 @@ def _remember(items: list[T], new: Iterable[T]) -> None:
     del items[:-_KEEP]
 
 
+def state_to_json(state: dict[str, Any]) -> dict[str, Any]:
+    """A guard's :meth:`~DecryptionGuard.to_state` as JSON-ready values (digests in hex)."""
+    return {"refusals": state["refusals"],
+            "refused": [d.hex() for d in state.get("refused", [])],
+            "locked": state.get("locked", [])}
+
+
+def state_from_json(raw: Any) -> dict[str, Any]:
+    """The inverse of :func:`state_to_json`; raises ``KeyError``/``ValueError``/... on a bad file."""
+    return {"refusals": raw["refusals"],
+            "refused": [bytes.fromhex(d) for d in raw.get("refused", [])],
+            "locked": list(raw.get("locked", []))}
+
+
+def read_state_file(path: Path | None,
+                    decode: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
+    """The decoded JSON state at ``path``: None with no path or file, ``{}`` if unreadable."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return decode(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def write_state_file(path: Path, data: str) -> None:
+    """Replace ``path`` with ``data`` at once, through an owner-only (0600) temporary file."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 class DecryptionGuard:
     """Tracks refused aggregates and decides whether the next one may be decrypted.
 
@@ -161,26 +195,11 @@ class DecryptionGuard:
 
     # -- a file, for a cap that outlives a run -----------------------------------
     def _read(self) -> None:
-        if self.path is None or not self.path.exists():
-            return
-        try:
-            raw = json.loads(self.path.read_text())
-            state = {"refusals": raw["refusals"],
-                     "refused": [bytes.fromhex(d) for d in raw.get("refused", [])],
-                     "locked": list(raw.get("locked", []))}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            state = {}
-        self.load_state(state)
+        state = read_state_file(self.path, state_from_json)
+        if state is not None:
+            self.load_state(state)
 
     def _write(self) -> None:
         if self.path is None:
             return
-        state = self.to_state()
-        data = json.dumps({"refusals": state["refusals"],
-                           "refused": [d.hex() for d in state.get("refused", [])],
-                           "locked": state.get("locked", [])})
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.replace(tmp, self.path)
+        write_state_file(self.path, json.dumps(state_to_json(self.to_state())))

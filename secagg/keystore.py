@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from secagg.errors import ConfigError, FormatError, SecAggError
 from secagg.wire import Kind, open_payload, peek_kind, seal
@@ -115,6 +116,44 @@ def write_private(path: str | Path, data: bytes, *, overwrite: bool = False) -> 
             f.write(data)
     except BaseException:
         raise
+
+
+def seal_with(plain: bytes, passphrase: str | bytes, scrypt_n: int | None = None) -> bytes:
+    """``plain`` sealed under ``passphrase``, with the default scrypt cost unless ``scrypt_n``."""
+    return seal_secret(plain, passphrase, n=scrypt_n or DEFAULT_SCRYPT_N)
+
+
+def save_secret(path: str | Path, plain: bytes, *, passphrase: str | bytes | None = None,
+                overwrite: bool = False, scrypt_n: int | None = None) -> None:
+    """Write ``plain`` (sealed if a passphrase is given) to a new owner-only (0600) file."""
+    data = plain if passphrase is None else seal_with(plain, passphrase, scrypt_n)
+    write_private(path, data, overwrite=overwrite)
+
+
+class SavesSealed:
+    """:meth:`to_sealed_bytes` and :meth:`save` for a class whose :meth:`to_bytes` is secret."""
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def to_sealed_bytes(self, passphrase: str | bytes, *, scrypt_n: int | None = None) -> bytes:
+        """:meth:`to_bytes` encrypted under a passphrase (scrypt + AES-256-GCM, ``secagg.keystore``)."""
+        return seal_with(self.to_bytes(), passphrase, scrypt_n)
+
+    def save(self, path: Any, *, passphrase: str | bytes | None = None,
+             overwrite: bool = False, scrypt_n: int | None = None) -> None:
+        """Write :meth:`to_bytes` to a new owner-only (0600) file, encrypted if a passphrase is given."""
+        save_secret(path, self.to_bytes(), passphrase=passphrase, overwrite=overwrite,
+                    scrypt_n=scrypt_n)
+
+
+def unseal_if_sealed(data: bytes, passphrase: str | bytes | None, what: str) -> bytes:
+    """``data`` opened under ``passphrase`` if it is sealed, else ``data`` unchanged."""
+    if not is_sealed(data):
+        return data
+    if passphrase is None:
+        raise FormatError(f"this {what} is passphrase-encrypted; pass passphrase=.")
+    return open_secret(data, passphrase)
 
 
 # -- per-silo key kits -----------------------------------------------------------------

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from secagg._checks import check_int
 from secagg.codec import FixedPointCodec, Rounding
-from secagg.context import RawSum
+from secagg.context import RawSum, check_dp_codec
 from secagg.dp import DistributedDP
 from secagg.errors import (
     ConfigError,
@@ -247,15 +247,8 @@ class MaskingConfig:
 
 
 def _check_dp(dp: DistributedDP | None, codec: FixedPointCodec, threshold: int) -> None:
-    if dp is None:
-        if codec.noise_bound:
-            raise ConfigError("the codec reserves room for noise but no DP parameters are set.")
+    if not check_dp_codec(dp, codec) or dp is None:
         return
-    if codec.noise_bound != dp.noise_bound(codec.frac_bits):
-        raise ConfigError(f"codec noise_bound {codec.noise_bound} does not match the DP noise "
-                          f"bound {dp.noise_bound(codec.frac_bits)}.")
-    if codec.rounding != "nearest":
-        raise ConfigError("distributed DP needs rounding='nearest' (its sensitivity assumes it).")
     if codec.max_weight != 1:
         raise ConfigError("distributed DP calibrates its noise for weight 1: pass max_weight=1.")
     if dp.min_clients > threshold:

@@ -51,8 +51,8 @@ from typing import Any
 import gmpy2
 import phe
 
-from secagg.codec import FixedPointCodec, Rounding
-from secagg.context import DEFAULT_MIN_CLIENTS, PublicContext, SecretContext
+from secagg.codec import Rounding
+from secagg.context import DEFAULT_MIN_CLIENTS, PublicContext, SecretContext, make_codec
 from secagg.dp import DistributedDP
 from secagg.errors import ConfigError, SecAggWarning
 from secagg.schemes.paillier.backend import (
@@ -254,11 +254,9 @@ def _deal(scheme: str, *, parties: int, threshold: int, key_bits: int, max_clien
                 "mode='unverified' to accept this.", SecAggWarning, stacklevel=3)
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}. Found {mode!r:.40}.")
-    codec = FixedPointCodec(
-        clip=clip, frac_bits=frac_bits, max_clients=max_clients, max_weight=max_weight,
-        rounding=rounding, extra_summands=max_terms, term_clip=term_clip,
-        noise_bound=0 if dp is None else dp.noise_bound(frac_bits),
-    )
+    codec = make_codec(clip=clip, frac_bits=frac_bits, max_clients=max_clients,
+                       max_weight=max_weight, rounding=rounding, max_terms=max_terms,
+                       term_clip=term_clip, dp=dp)
     min_clients = _min_clients(min_clients, codec.max_clients, dp)
 
     # -- the secret part: everything from here to the end of the function ------------

@@ -76,7 +76,15 @@ from secagg.errors import (
     SignatureError,
     UnverifiedAggregateError,
 )
-from secagg.guard import DEFAULT_MAX_REFUSALS, DecryptionGuard
+from secagg.guard import (
+    DEFAULT_MAX_REFUSALS,
+    DecryptionGuard,
+    read_state_file,
+    state_from_json,
+    state_to_json,
+    write_state_file,
+)
+from secagg.keystore import SavesSealed
 from secagg.threshold.keys import ThresholdPublicContext, VerificationKeys
 from secagg.threshold.partial import PROOF_MODES, aggregate_id, compute_partial
 from secagg.threshold.signed import MAX_REGISTERED, SignedUpdate, check_registry, sum_signed
@@ -102,7 +110,7 @@ def _work(workers: object) -> int:
     return workers
 
 
-class ShareHolder:
+class ShareHolder(SavesSealed):
     """One share holder's key share and policy (made by :func:`secagg.threshold.deal`).
 
     Attributes:
@@ -353,33 +361,18 @@ class ShareHolder:
             self._rounds.setdefault(key, value)
 
     def _read_state(self) -> None:
-        if self.state_path is None or not self.state_path.exists():
-            return
-        try:
-            raw = json.loads(self.state_path.read_text())
-            guard = raw["guard"]
-            state = {"guard": {"refusals": guard["refusals"],
-                               "refused": [bytes.fromhex(d) for d in guard.get("refused", [])],
-                               "locked": list(guard.get("locked", []))},
-                     "rounds": raw["rounds"]}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            state = {}
-        self.load_state(state)
+        state = read_state_file(
+            self.state_path,
+            lambda raw: {"guard": state_from_json(raw["guard"]), "rounds": raw["rounds"]})
+        if state is not None:
+            self.load_state(state)
 
     def _write_state(self) -> None:
         if self.state_path is None:
             return
         state = self.to_state()
-        guard = state["guard"]
-        data = json.dumps({"guard": {"refusals": guard["refusals"],
-                                     "refused": [d.hex() for d in guard.get("refused", [])],
-                                     "locked": guard.get("locked", [])},
-                           "rounds": state["rounds"]})
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.replace(tmp, self.state_path)
+        data = json.dumps({"guard": state_to_json(state["guard"]), "rounds": state["rounds"]})
+        write_state_file(self.state_path, data)
 
     # -- bytes and files --------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -395,21 +388,6 @@ class ShareHolder:
             "term_signers": sorted([cid, key] for cid, key in self.term_signers.items()),
             "require_all": self.require_all,
         })
-
-    def to_sealed_bytes(self, passphrase: str | bytes, *, scrypt_n: int | None = None) -> bytes:
-        """:meth:`to_bytes` encrypted under a passphrase (scrypt + AES-256-GCM, ``secagg.keystore``)."""
-        from secagg.keystore import DEFAULT_SCRYPT_N, seal_secret
-
-        return seal_secret(self.to_bytes(), passphrase, n=scrypt_n or DEFAULT_SCRYPT_N)
-
-    def save(self, path: Any, *, passphrase: str | bytes | None = None,
-             overwrite: bool = False, scrypt_n: int | None = None) -> None:
-        """Write the share to a new owner-only (0600) file, encrypted if a passphrase is given."""
-        from secagg.keystore import write_private
-
-        data = self.to_bytes() if passphrase is None else self.to_sealed_bytes(
-            passphrase, scrypt_n=scrypt_n)
-        write_private(path, data, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: Any, *, passphrase: str | bytes | None = None,
@@ -430,15 +408,11 @@ class ShareHolder:
         file across restarts (read before every request, written after every
         change; an unreadable file stops all decryption).
         """
-        from secagg.keystore import is_sealed, open_secret
+        from secagg.keystore import unseal_if_sealed
 
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise FormatError(f"expected bytes, got {type(data).__name__}.")
-        data = bytes(data)
-        if is_sealed(data):
-            if passphrase is None:
-                raise FormatError("this share is passphrase-encrypted; pass passphrase=.")
-            data = open_secret(data, passphrase)
+        data = unseal_if_sealed(bytes(data), passphrase, "share")
         _, body = open_payload(data, Kind.THRESHOLD_SHARE)
         public = PublicContext.from_bytes(body.blob("public"), allow_insecure=allow_insecure)
         vk = VerificationKeys.from_bytes(body.blob("verification"), public)

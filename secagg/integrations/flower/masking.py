@@ -79,7 +79,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from secagg._checks import check_int
 from secagg.errors import (
-    AppFailedError,
     ConfigError,
     FormatError,
     PeerSetError,
@@ -88,7 +87,13 @@ from secagg.errors import (
     TreeError,
     public_reason,
 )
-from secagg.integrations.flower.records import _arrays_to_tree, _tree_to_arrays
+from secagg.integrations.flower.records import (
+    _arrays_to_tree,
+    _tree_to_arrays,
+    call_app,
+    error_reply,
+    hide_counts,
+)
 from secagg.masking import shamir
 from secagg.masking.protocol import (
     MaskingClient,
@@ -288,20 +293,7 @@ class MaskedMod:
     def _error(msg: Message, exc: BaseException | None, *, app: bool = False,
                reason: str | None = "") -> Message:
         """An error reply with a fixed code and text; the details stay in the node's log."""
-        from flwr.app import Error, Message
-        from flwr.common.constant import ErrorCode
-
-        if exc is not None:
-            _node_log.warning("masked_mod: %s: %s", type(exc).__name__, exc)
-        else:
-            _node_log.warning("masked_mod: the app replied with an error: %s", reason)
-        if app:
-            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
-                                 reason=f"masked_mod {public_reason(AppFailedError())}"),
-                           reply_to=msg)
-        return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION,
-                             reason=f"masked_mod {public_reason(exc or SecAggError())}"),
-                       reply_to=msg)
+        return error_reply("masked_mod", msg, exc, app=app, reason=reason)
 
     @staticmethod
     def _stage_reply(msg: Message, stage: str, data: bytes,
@@ -313,16 +305,7 @@ class MaskedMod:
         return Message(out, reply_to=msg)
 
     def _hide_counts(self, content: RecordDict) -> RecordDict:
-        from flwr.app import MetricRecord, RecordDict
-
-        out = RecordDict()
-        for key, record in content.items():
-            if isinstance(record, MetricRecord) and not self.send_metrics:
-                record = MetricRecord({self.weighted_by_key: 1})
-            elif isinstance(record, MetricRecord) and self.weighted_by_key in record:
-                record = MetricRecord({**dict(record), self.weighted_by_key: 1})
-            out[key] = record
-        return out
+        return hide_counts(content, self.weighted_by_key, self.send_metrics)
 
     # -- the first stage: train, keep the weights, advertise keys ------------------
     def _weight(self, content: RecordDict, reduce: str, config: MaskingConfig) -> int:
@@ -360,12 +343,9 @@ class MaskedMod:
             return self._error(msg, exc)
         # the train function sees the message without the masking record
         msg.content = RecordDict({k: v for k, v in msg.content.items() if k != MASK_RECORD_KEY})
-        try:
-            reply = call_next(msg, context)
-        except Exception as exc:
-            return self._error(msg, exc, app=True)
-        if reply.has_error():
-            return self._error(msg, None, app=True, reason=reply.error.reason)
+        reply, ok = call_app("masked_mod", msg, context, call_next)
+        if not ok:
+            return reply
         try:
             content = reply.content
             arrays = content.array_records
@@ -434,12 +414,9 @@ class MaskedMod:
         if not msg.has_content() or mtype not in ("train", "evaluate"):
             return call_next(msg, context)
         if mtype == "evaluate":
-            try:
-                reply = call_next(msg, context)
-            except Exception as exc:
-                return self._error(msg, exc, app=True)
-            if reply.has_error():
-                return self._error(msg, None, app=True, reason=reply.error.reason)
+            reply, ok = call_app("masked_mod", msg, context, call_next)
+            if not ok:
+                return reply
             reply.content = self._hide_counts(reply.content)
             return reply
         record = msg.content.config_records.get(MASK_RECORD_KEY)

@@ -10,12 +10,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from secagg.context import PublicContext, SecretContext
 from secagg.errors import (
-    AppFailedError,
     ConfigError,
     ContextMismatchError,
     MissingSecretKeyError,
     SecAggError,
-    public_reason,
 )
 from secagg.guard import DEFAULT_MAX_REFUSALS, DecryptionGuard
 from secagg.integrations.flower.keys import AnyContext, _decrypt_cached, _load_context
@@ -30,6 +28,9 @@ from secagg.integrations.flower.records import (
     _config_value,
     _tree_to_arrays,
     aggregate_from_arrays,
+    call_app,
+    error_reply,
+    hide_counts,
 )
 from secagg.wire import peek_kind
 
@@ -239,30 +240,8 @@ class SecAggMod:
     @staticmethod
     def _error(msg: Message, exc: BaseException | None, *, app: bool = False,
                reason: str | None = "") -> Message:
-        """An error reply with a fixed code and text; the details stay in the node's log.
-
-        ``app``: the user's train/evaluate function failed (it ran on decrypted
-        data, so its exception text stays local too).
-        """
-        from flwr.app import Error, Message
-        from flwr.common.constant import ErrorCode
-
-        # Local only (the node's own log, not Flower's): no decrypted quantity in any case.
-        if exc is not None:
-            _node_log.warning("secagg_mod: %s: %s", type(exc).__name__, exc)
-        else:
-            _node_log.warning("secagg_mod: the app replied with an error: %s", reason)
-        if app:
-            return Message(
-                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
-                      reason=f"secagg_mod {public_reason(AppFailedError())}"),
-                reply_to=msg,
-            )
-        return Message(
-            Error(code=ErrorCode.MOD_FAILED_PRECONDITION,
-                  reason=f"secagg_mod {public_reason(exc or SecAggError())}"),
-            reply_to=msg,
-        )
+        """An error reply with a fixed code and text; the details stay in the node's log."""
+        return error_reply("secagg_mod", msg, exc, app=app, reason=reason)
 
     def _guard(self, node_context: Context, ctx: AnyContext) -> DecryptionGuard:
         """This node's guard: from its Context's state if kept there, else this process's."""
@@ -286,17 +265,7 @@ class SecAggMod:
             state[GUARD_STATE_KEY] = ConfigRecord(guard.to_state())
 
     def _hide_counts(self, content: RecordDict) -> RecordDict:
-        from flwr.app import MetricRecord, RecordDict
-
-        out = RecordDict()
-        for key, record in content.items():
-            if isinstance(record, MetricRecord) and not self.send_metrics:
-                # metrics computed on a decrypted (possibly crafted) model are an oracle
-                record = MetricRecord({self.weighted_by_key: 1})
-            elif isinstance(record, MetricRecord) and self.weighted_by_key in record:
-                record = MetricRecord({**dict(record), self.weighted_by_key: 1})
-            out[key] = record
-        return out
+        return hide_counts(content, self.weighted_by_key, self.send_metrics)
 
     # -- personalised FL: shared and local arrays ----------------------------
     def _split(self, names: list[str], *, check: bool = True) -> tuple[list[str], list[str]]:
@@ -485,12 +454,9 @@ class SecAggMod:
             self._decrypt_incoming(msg, ctx, context)
         except Exception as exc:
             return self._error(msg, exc)
-        try:
-            reply = call_next(msg, context)
-        except Exception as exc:
-            return self._error(msg, exc, app=True)
-        if reply.has_error():
-            return self._error(msg, None, app=True, reason=reply.error.reason)
+        reply, ok = call_app("secagg_mod", msg, context, call_next)
+        if not ok:
+            return reply
         if mtype == "evaluate":
             reply.content = self._hide_counts(reply.content)
             return reply

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from secagg.errors import FormatError
+from secagg.errors import AppFailedError, FormatError, SecAggError, public_reason
 
 if TYPE_CHECKING:  # pragma: no cover
-    from flwr.app import ArrayRecord, Message, RecordDict
+    from flwr.app import ArrayRecord, Context, Message, RecordDict
 
 __all__ = ["RECORD_KEY", "PAYLOAD_KEY", "AGGREGATE_KEY", "REDUCE_KEY", "FINGERPRINT_KEY",
            "REDUCES", "aggregate_to_arrays", "aggregate_from_arrays"]
@@ -28,6 +29,60 @@ FINGERPRINT_KEY = "secagg-fingerprint"
 
 REDUCES = ("weighted_mean", "mean")
 _SERVER_ROUND = "server-round"
+_node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
+
+
+# -- what a client mod sends back ------------------------------------------------------
+def error_reply(who: str, msg: Message, exc: BaseException | None, *, app: bool = False,
+                reason: str | None = "") -> Message:
+    """An error reply from mod ``who`` with a fixed code and text; the details stay in the node's log.
+
+    ``app``: the user's train/evaluate function failed (it ran on decrypted
+    data, so its exception text stays local too).
+    """
+    from flwr.app import Error, Message
+    from flwr.common.constant import ErrorCode
+
+    # Local only (the node's own log, not Flower's): no decrypted quantity in any case.
+    if exc is not None:
+        _node_log.warning("%s: %s: %s", who, type(exc).__name__, exc)
+    else:
+        _node_log.warning("%s: the app replied with an error: %s", who, reason)
+    if app:
+        return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                             reason=f"{who} {public_reason(AppFailedError())}"),
+                       reply_to=msg)
+    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION,
+                         reason=f"{who} {public_reason(exc or SecAggError())}"),
+                   reply_to=msg)
+
+
+def call_app(who: str, msg: Message, context: Context,
+             call_next: Callable[[Message, Context], Message]) -> tuple[Message, bool]:
+    """The app's reply and True, or an :func:`error_reply` and False if it raised or replied with an error."""
+    try:
+        reply = call_next(msg, context)
+    except Exception as exc:
+        return error_reply(who, msg, exc, app=True), False
+    if reply.has_error():
+        return error_reply(who, msg, None, app=True, reason=reply.error.reason), False
+    return reply, True
+
+
+def hide_counts(content: RecordDict, weighted_by_key: str, send_metrics: bool) -> RecordDict:
+    """``content`` with every metric record cut to the count 1 under ``weighted_by_key``
+    (all of it unless ``send_metrics``): metrics computed on a decrypted (possibly
+    crafted) model are an oracle."""
+    from flwr.app import MetricRecord, RecordDict
+
+    out = RecordDict()
+    for key, record in content.items():
+        if isinstance(record, MetricRecord) and not send_metrics:
+            record = MetricRecord({weighted_by_key: 1})
+        elif isinstance(record, MetricRecord) and weighted_by_key in record:
+            record = MetricRecord({**dict(record), weighted_by_key: 1})
+        out[key] = record
+    return out
 
 
 # -- records <-> bytes and trees -------------------------------------------------------
