@@ -62,3 +62,17 @@ def task_identity():
     TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
     yield
     TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+
+
+@pytest.fixture
+def count_decryptions(monkeypatch) -> list[int]:
+    """A list that grows by one with every ``SecretContext.decrypt_raw`` call."""
+    calls: list[int] = []
+    original = secagg.SecretContext.decrypt_raw
+
+    def counting(self, *a, **kw):
+        calls.append(1)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(secagg.SecretContext, "decrypt_raw", counting)
+    return calls

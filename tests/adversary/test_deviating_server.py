@@ -229,19 +229,6 @@ class Server:
         return forge(self.pub, self.victim, own_encryption(self.pub, self.n, offsets), **kw)
 
 
-@pytest.fixture
-def count_decryptions(monkeypatch):
-    calls = []
-    original = secagg.SecretContext.decrypt_raw
-
-    def counting(self, *a, **kw):
-        calls.append(1)
-        return original(self, *a, **kw)
-
-    monkeypatch.setattr(secagg.SecretContext, "decrypt_raw", counting)
-    return calls
-
-
 def test_crafted_aggregates_get_fixed_replies_and_lock_the_round(fctx, task_identity,
                                                                 count_decryptions):
     server = Server(fctx)

@@ -12,7 +12,6 @@ pytest.importorskip("flwr")
 
 from flwr.app import ArrayRecord, ConfigRecord
 
-import secagg
 from secagg.integrations.flower import keys as flower_keys
 from tests.integrations.flower_helpers import (
     INIT,
@@ -23,19 +22,6 @@ from tests.integrations.flower_helpers import (
     node_context,
     strategy_for,
 )
-
-
-@pytest.fixture
-def count_decryptions(monkeypatch):
-    calls = []
-    original = secagg.SecretContext.decrypt_raw
-
-    def counting(self, *a, **kw):
-        calls.append(1)
-        return original(self, *a, **kw)
-
-    monkeypatch.setattr(secagg.SecretContext, "decrypt_raw", counting)
-    return calls
 
 
 @pytest.mark.parametrize("scheme", ["paillier", "ckks"])
