@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from secagg._checks import a_or_an, check_bool, count_of
@@ -70,7 +71,7 @@ class Aggregator:
         #: whether :meth:`add` takes partial sums without a ``client_id`` (see :meth:`merge`)
         self.accept_aggregates = accept_aggregates
         self._spec: TreeSpec | None = None
-        self._sum: list[Any] | None = None
+        self._sum: Sequence[Any] | None = None
         self._count = 0
         self._terms = 0
         self._seen: set[bytes] = set()
@@ -210,7 +211,7 @@ class Aggregator:
             )
         backend = self.public.backend
         cts = upd.ciphertexts
-        new_sum = list(cts) if self._sum is None else backend.raw_add(self._sum, cts)
+        new_sum = backend.raw_copy(cts) if self._sum is None else backend.raw_accumulate(self._sum, cts)
         # the sum decodes to the first update's spec (a term's only until an update comes)
         takes_spec = self._spec is None or (upd.kind != Kind.TERM and self._count == 0)
         # commit: nothing below can fail
@@ -304,5 +305,5 @@ class Aggregator:
             raise EmptyAggregateError("no client update has been added to this aggregator yet.")
         pub = self.public
         return EncryptedUpdate(pub.scheme, pub.fingerprint, Kind.AGGREGATE, self._count,
-                               self._spec, self.round_id, list(self._sum), pub.backend,
+                               self._spec, self.round_id, pub.backend.raw_copy(self._sum), pub.backend,
                                terms=self._terms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,7 +67,7 @@ class EncryptedUpdate:
     count: int
     spec: TreeSpec
     round_id: RoundId
-    ciphertexts: list[Any] = field(repr=False)
+    ciphertexts: Sequence[Any] = field(repr=False)
     backend: PublicBackend = field(repr=False)
     terms: int = 0
     num_clipped: int = 0

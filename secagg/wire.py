@@ -90,8 +90,10 @@ def digest(data: bytes | memoryview) -> bytes:
 def seal(kind: Kind, body: dict[str, Any]) -> bytes:
     """Serialize ``body`` as a payload of ``kind``."""
     packed: bytes = msgpack.packb(body, use_bin_type=True)
-    head = _HEADER.pack(MAGIC, VERSION, int(kind), len(packed)) + packed
-    return head + digest(head)
+    head = _HEADER.pack(MAGIC, VERSION, int(kind), len(packed))
+    check = hashlib.blake2b(head, digest_size=_DIGEST_SIZE)
+    check.update(packed)  # the digest of head + body without building head + body
+    return b"".join((head, packed, check.digest()))
 
 
 def peek_kind(data: bytes) -> Kind:

@@ -10,6 +10,7 @@ looked up by name, never passed around as objects.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,11 +68,11 @@ class PublicBackend(_Half):
     @abstractmethod
     def raw_encrypt(
         self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
-    ) -> list[Any]:
+    ) -> Sequence[Any]:
         """Encrypt an int64 slot vector bounded by the codec's contribution (or term) bound."""
 
     @abstractmethod
-    def ciphertexts_to_wire(self, cts: list[Any]) -> Any:
+    def ciphertexts_to_wire(self, cts: Sequence[Any]) -> Any:
         """Ciphertexts as MessagePack-able data."""
 
     @abstractmethod
@@ -79,12 +80,20 @@ class PublicBackend(_Half):
         """Cheap check that wire data has the right number of ciphertexts, before parsing."""
 
     @abstractmethod
-    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list[Any]:
+    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> Sequence[Any]:
         """Validate wire data holding ciphertexts of ``n_slots`` slots; raises ``CiphertextError``."""
 
     @abstractmethod
-    def raw_add(self, a: list[Any], b: list[Any]) -> list[Any]:
+    def raw_add(self, a: Sequence[Any], b: Sequence[Any]) -> Sequence[Any]:
         """Homomorphic slot-wise sum of two ciphertext lists (inputs unchanged)."""
+
+    def raw_copy(self, cts: Any) -> Any:
+        """An independent copy of ``cts`` that :meth:`raw_accumulate` may add into."""
+        return list(cts)
+
+    def raw_accumulate(self, total: Any, cts: Any) -> Any:
+        """``total + cts``, reusing ``total`` (a :meth:`raw_copy` result) where the scheme can."""
+        return self.raw_add(total, cts)
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -103,13 +112,13 @@ class SecretBackend(_Half):
 
     @abstractmethod
     def raw_decrypt(
-        self, cts: list[Any], n_slots: int, count: int, terms: int, *, workers: int = 1,
+        self, cts: Sequence[Any], n_slots: int, count: int, terms: int, *, workers: int = 1,
         progress: bool = False,
     ) -> np.ndarray:
         """Decrypt to the int64 signed slot sums of ``count`` updates and ``terms`` terms."""
 
     def raw_encrypt(
         self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
-    ) -> list[Any]:
+    ) -> Sequence[Any]:
         """Encrypt with whatever the secret key speeds up (default: the public path)."""
         return self.public.raw_encrypt(slots, term=term, workers=workers, progress=progress)

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from abc import abstractmethod
-from typing import Any, ClassVar, Generic, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import numpy as np
 import tenseal as ts
@@ -41,9 +41,17 @@ from secagg.errors import (
 )
 from secagg.schemes.base import PublicBackend, SecretBackend
 from secagg.schemes.lattice.planner import HE_STANDARD_MAX_LOGQ, LatticePlan
+from secagg.schemes.lattice.rns import (
+    CtBatch,
+    CtView,
+    SealFormat,
+    check_layout,
+    check_residues,
+    unpack,
+)
 from secagg.wire import Body, show
 
-__all__ = ["LatticePublic", "LatticeSecret", "SealCiphertext", "load_context"]
+__all__ = ["LatticePublic", "LatticeSecret", "CtBatch", "load_context"]
 
 PlanT = TypeVar("PlanT", bound=LatticePlan)
 
@@ -108,29 +116,8 @@ class _Files:
 
 
 FILES = _Files()
-
-
-class SealCiphertext:
-    """One SEAL ciphertext, kept as an object, as bytes, or both (seeded uploads are bytes)."""
-
-    __slots__ = ("_blob", "_context", "_ct")
-
-    def __init__(self, ct: sa.Ciphertext | None = None, blob: bytes | None = None,
-                 context: Any = None) -> None:
-        self._ct, self._blob, self._context = ct, blob, context
-
-    @property
-    def ct(self) -> sa.Ciphertext:
-        """The ciphertext object (a seeded upload is expanded on first use)."""
-        if self._ct is None:  # then it was made from its bytes
-            self._ct = FILES.load_ciphertext(self._context, cast(bytes, self._blob))
-        return self._ct
-
-    def to_bytes(self) -> bytes:
-        """SEAL's compressed serialization (seeded if it was made so)."""
-        if self._blob is None:
-            self._blob = FILES.save(self._ct)
-        return self._blob
+#: bytes of SEAL's record of the seed that expands to ``c1`` (header, PRNG type, 512-bit seed)
+SEED_RECORD = 81
 
 
 def load_context(blob: bytes) -> ts.Context:
@@ -173,6 +160,10 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         self.encoder = self.encoder_type(self.seal)
         self._encryptor: sa.Encryptor | None = None
         self._max_ct_bytes = 2 * plan.poly_modulus_degree * 8 * 2 + 4096
+        self._format: SealFormat | None = None
+        data = self.seal.get_context_data(self._parms_id).parms()
+        #: the data-level primes a fresh ciphertext's residues are taken modulo
+        self.moduli: tuple[int, ...] = tuple(m.value() for m in data.coeff_modulus())
 
     # -- scheme specifics ----------------------------------------------------
     @staticmethod
@@ -276,51 +267,125 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
             self._encryptor = sa.Encryptor(self.seal, self.context.public_key().data)
         return self._encryptor
 
-    def _encrypt_chunk(self, values: np.ndarray, seeded_encryptor: Any) -> SealCiphertext:
-        pt = self.encode(values)
-        if seeded_encryptor is not None:
-            blob = FILES.save(seeded_encryptor.encrypt_symmetric(pt))
-            return SealCiphertext(blob=blob, context=self.seal)
-        ct = sa.Ciphertext()
-        self._public_encryptor().encrypt(pt, ct)
-        return SealCiphertext(ct=ct, context=self.seal)
+    def format(self) -> SealFormat:
+        """SEAL's serialization at this context's level, learned from one encryption (cached)."""
+        if self._format is None:
+            sample = sa.Ciphertext()
+            self._public_encryptor().encrypt(self.encode(np.zeros(1, dtype=np.int64)), sample)
+            self._format = SealFormat(self.seal, sample, FILES, self._evaluator)
+        return self._format
+
+    def _encrypt_range(self, values: np.ndarray, lo: int, hi: int, seeded_encryptor: Any,
+                       progress: bool) -> CtBatch:
+        """Ciphertexts ``lo .. hi`` of ``values``: encode and encrypt, residues read straight back."""
+        fmt, s = self.format(), self.slots
+        rows = _progress(range(lo, hi), progress, "encrypt")
+        if seeded_encryptor is None:
+            res = np.empty((hi - lo, fmt.polys, fmt.primes, fmt.degree), dtype=np.uint64)
+            ct, enc = sa.Ciphertext(), self._public_encryptor()
+            for j, i in enumerate(rows):
+                enc.encrypt(self.encode(values[i * s : (i + 1) * s]), ct)
+                fmt.residues(ct, res[j].reshape(-1))
+            return CtBatch(fmt, self.moduli, hi - lo, res=res)
+        c0 = np.empty((hi - lo, fmt.primes, fmt.degree), dtype=np.uint64)
+        seeds = []
+        for j, i in enumerate(rows):
+            pt = self.encode(values[i * s : (i + 1) * s])
+            part, seed = fmt.seeded_parts(FILES.save(seeded_encryptor.encrypt_symmetric(pt)))
+            c0[j].reshape(-1)[:] = part
+            seeds.append(seed)
+        return CtBatch(fmt, self.moduli, hi - lo, seeded=(c0, seeds))
 
     def encrypt_slots(self, slots: np.ndarray, *, workers: int, progress: bool,
-                      seeded_encryptor: Any = None) -> list[SealCiphertext]:
+                      seeded_encryptor: Any = None) -> CtBatch:
         """Encrypt chunk by chunk, in forked workers when there is enough to share."""
         values = np.asarray(slots, dtype=np.int64)
-        chunks = [values[i : i + self.slots] for i in range(0, max(values.size, 1), self.slots)]
-        if workers <= 1 or len(chunks) < 2 * _MIN_PARALLEL_CTS or not parallel.available():
-            return [self._encrypt_chunk(c, seeded_encryptor)
-                    for c in _progress(chunks, progress, "encrypt")]
+        k = self.num_ciphertexts(values.size)
+        if workers <= 1 or k < 2 * _MIN_PARALLEL_CTS or not parallel.available():
+            return self._encrypt_range(values, 0, k, seeded_encryptor, progress)
+        fmt = self.format()
         FILES.ensure()  # before forking, so that workers share one scratch directory
-        k = min(workers, len(chunks) // _MIN_PARALLEL_CTS)
-        size = -(-len(chunks) // k)
-        groups = [chunks[i : i + size] for i in range(0, len(chunks), size)]
+        n = min(workers, k // _MIN_PARALLEL_CTS)
+        size = -(-k // n)
+        ranges = [(lo, min(lo + size, k)) for lo in range(0, k, size)]
 
-        def run(group: list[np.ndarray]) -> list[bytes]:
-            return [self._encrypt_chunk(c, seeded_encryptor).to_bytes() for c in group]
+        def run(span: tuple[int, int]) -> bytes:
+            part = self._encrypt_range(values, span[0], span[1], seeded_encryptor, False)
+            if seeded_encryptor is None:
+                return part.residues().tobytes()
+            c0, seeds = part._seeded or (np.empty(0, np.uint64), [])
+            return c0.tobytes() + b"".join(seeds)
 
-        blobs = [b for part in parallel.fork_map(run, groups, k) for b in part]
-        return [SealCiphertext(blob=b, context=self.seal) for b in blobs]
+        parts = parallel.fork_map(run, ranges, n)
+        if seeded_encryptor is None:
+            res = np.frombuffer(b"".join(parts), dtype=np.uint64).reshape(
+                k, fmt.polys, fmt.primes, fmt.degree).copy()
+            return CtBatch(fmt, self.moduli, k, res=res)
+        c0s, all_seeds, words = [], [], fmt.primes * fmt.degree
+        for (lo, hi), blob in zip(ranges, parts):
+            c0s.append(np.frombuffer(blob, dtype=np.uint64, count=(hi - lo) * words))
+            tail = blob[(hi - lo) * words * 8 :]
+            rec = len(tail) // (hi - lo)
+            all_seeds += [tail[i * rec : (i + 1) * rec] for i in range(hi - lo)]
+        c0 = np.concatenate(c0s).reshape(k, fmt.primes, fmt.degree)
+        return CtBatch(fmt, self.moduli, k, seeded=(c0, all_seeds))
 
     def raw_encrypt(
         self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
-    ) -> list[SealCiphertext]:
+    ) -> CtBatch:
         return self.encrypt_slots(slots, workers=workers, progress=progress)
 
     # -- wire ciphertexts ----------------------------------------------------
-    def ciphertexts_to_wire(self, cts: list[SealCiphertext]) -> list[bytes]:
-        return [c.to_bytes() for c in cts]
+    def batch(self, cts: Any) -> CtBatch:
+        """``cts`` as one batch (a list of a batch's items, e.g. ``list(upd.ciphertexts)``, too)."""
+        if isinstance(cts, CtBatch):
+            return cts
+        items = list(cts)
+        if not all(isinstance(c, CtView) for c in items) or not items:
+            raise CiphertextError(f"expected {self.scheme.upper()} ciphertexts of this context.")
+        first: CtBatch = items[0].batch
+        if all(c.batch is first and c.index == i for i, c in enumerate(items)) and len(items) == first.k:
+            return first
+        fmt = self.format()
+        res = np.stack([c.batch.residues()[c.index] for c in items])
+        return CtBatch(fmt, self.moduli, len(items), res=res.reshape(len(items), fmt.polys,
+                                                                      fmt.primes, fmt.degree))
+
+    def ciphertexts_to_wire(self, cts: Any) -> Any:
+        return self.batch(cts).to_wire()
 
     def precheck(self, obj: Any, n_slots: int) -> None:
         n_cts = self.num_ciphertexts(n_slots)
+        if isinstance(obj, dict):
+            if obj.get("layout") not in ("rns", "rns-seeded") or obj.get("count") != n_cts:
+                raise CiphertextError(
+                    f"expected {n_cts} {self.scheme.upper()} ciphertexts in the rns layout."
+                )
+            return
         if not isinstance(obj, list) or len(obj) != n_cts:
             raise CiphertextError(f"expected a list of {n_cts} {self.scheme.upper()} ciphertexts.")
 
-    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> list[SealCiphertext]:
+    def _check_loaded(self, ct: sa.Ciphertext, i: int) -> None:
+        ok = (
+            ct.size() == 2
+            and ct.is_ntt_form() == self.is_ntt_form
+            and ct.parms_id() == self._parms_id
+            and self.check_extra(ct)
+        )
+        if not ok:
+            raise CiphertextError(
+                f"ciphertext {i} does not match the context (size, level, form or scale)."
+            )
+
+    def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> CtBatch:
         self.precheck(obj, n_slots)
-        out = []
+        k, fmt = self.num_ciphertexts(n_slots), self.format()
+        if isinstance(obj, dict):
+            width = check_layout(obj, fmt, self.moduli, k)
+            if obj["layout"] == "rns":
+                return CtBatch.from_packed(fmt, self.moduli, k, obj["data"], width)
+            return self._seeded_from_wire(obj, k, width)
+        out = []  # SEAL's own serialization, one blob per ciphertext (payloads before the rns layout)
         for i, blob in enumerate(obj):
             if not isinstance(blob, bytes) or len(blob) > self._max_ct_bytes:
                 raise CiphertextError(f"ciphertext {i} is not bytes of a plausible size.")
@@ -328,29 +393,44 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
                 ct = FILES.load_ciphertext(self.seal, blob)
             except Exception as exc:
                 raise CiphertextError(f"ciphertext {i} does not load: {exc}") from None
-            ok = (
-                ct.size() == 2
-                and ct.is_ntt_form() == self.is_ntt_form
-                and ct.parms_id() == self._parms_id
-                and self.check_extra(ct)
-            )
-            if not ok:
-                raise CiphertextError(
-                    f"ciphertext {i} does not match the context (size, level, form or scale)."
-                )
-            out.append(SealCiphertext(ct=ct, blob=blob, context=self.seal))
+            self._check_loaded(ct, i)
+            out.append(ct)
+        batch = CtBatch(fmt, self.moduli, k, seal=out)
+        batch._wire = obj
+        return batch
+
+    def _seeded_from_wire(self, obj: dict[str, Any], k: int, width: int) -> CtBatch:
+        """Seeded ciphertexts: ``c0`` validated here, ``c1`` expanded from its seed by SEAL."""
+        fmt = self.format()
+        words = fmt.primes * fmt.degree
+        seeds = obj.get("seeds")
+        if not isinstance(seeds, bytes) or len(seeds) != k * SEED_RECORD:
+            raise CiphertextError(f"seeded ciphertexts need {k} seed records of {SEED_RECORD} bytes.")
+        check_residues(obj["data"], k * words, self.moduli, fmt.degree, width)
+        out = []
+        for i in range(k):
+            c0 = np.empty(words, dtype=np.uint64)
+            unpack(obj["data"], i * words, words, width, c0)
+            ct = fmt.seeded_ciphertext(c0, seeds[i * SEED_RECORD : (i + 1) * SEED_RECORD])
+            self._check_loaded(ct, i)
+            out.append(ct)
+        batch = CtBatch(fmt, self.moduli, k, seal=out)
+        batch._wire = {name: obj[name] for name in
+                       ("layout", "count", "degree", "moduli", "width", "data", "seeds")}
+        return batch
+
+    def raw_add(self, a: Any, b: Any) -> CtBatch:
+        out = self.batch(a).copy()
+        out.add_into(self.batch(b))
         return out
 
-    def raw_add(self, a: list[SealCiphertext], b: list[SealCiphertext]) -> list[SealCiphertext]:
-        out = []
-        try:
-            for x, y in zip(a, b):
-                ct = sa.Ciphertext()
-                self._evaluator.add(x.ct, y.ct, ct)
-                out.append(SealCiphertext(ct=ct, context=self.seal))
-        except Exception as exc:  # validated inputs never get here; keep the contract anyway
-            raise CiphertextError(f"ciphertexts cannot be added: {exc}") from None
-        return out
+    def raw_copy(self, cts: Any) -> CtBatch:
+        return self.batch(cts).copy()
+
+    def raw_accumulate(self, total: Any, cts: Any) -> CtBatch:
+        acc = self.batch(total)
+        acc.add_into(self.batch(cts))
+        return acc
 
 
 class LatticeSecret(SecretBackend):
@@ -401,23 +481,25 @@ class LatticeSecret(SecretBackend):
 
     def raw_encrypt(
         self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
-    ) -> list[SealCiphertext]:
+    ) -> CtBatch:
         """Seeded symmetric encryption: half the upload of public-key encryption."""
         return self.public.encrypt_slots(slots, workers=workers, progress=progress,
                                          seeded_encryptor=self._symmetric)
 
     def raw_decrypt(
-        self, cts: list[SealCiphertext], n_slots: int, count: int, terms: int, *, workers: int = 1,
+        self, cts: Any, n_slots: int, count: int, terms: int, *, workers: int = 1,
         progress: bool = False,
     ) -> np.ndarray:
         parts = []
-        for c in _progress(cts, progress, "decrypt"):
+        batch = self.public.batch(cts)
+        for i in _progress(range(len(batch)), progress, "decrypt"):
+            ct = batch[i].ct
             pt = sa.Plaintext()
             try:
-                self._decryptor.decrypt(c.ct, pt)
+                self._decryptor.decrypt(ct, pt)
             except Exception:
                 raise CiphertextError("a ciphertext does not decrypt under this key.") from None
-            parts.append(self.decode(pt, c.ct))
+            parts.append(self.decode(pt, ct))
         values = np.concatenate(parts)[:n_slots]
         # After decryption: say what failed, never what was found (no values, no positions).
         if np.any(np.abs(values) > self.public.codec.range_of(count, terms)):

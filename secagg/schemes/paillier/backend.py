@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import secrets
 import weakref
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import gmpy2
@@ -475,7 +476,7 @@ class PaillierPublic(PublicBackend):
         return [from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
 
     # -- wire ciphertexts ----------------------------------------------------
-    def ciphertexts_to_wire(self, cts: list[Any]) -> bytes:
+    def ciphertexts_to_wire(self, cts: Sequence[Any]) -> bytes:
         width = self.ct_bytes
         return b"".join(c.to_bytes(width, "big") for c in cts)
 
@@ -504,7 +505,7 @@ class PaillierPublic(PublicBackend):
             raise CiphertextError("a Paillier ciphertext shares a factor with n (not a unit).")
         return cts
 
-    def raw_add(self, a: list[Any], b: list[Any]) -> list[Any]:
+    def raw_add(self, a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
         nsquare = self.nsquare
         return [x * y % nsquare for x, y in zip(a, b)]
 
@@ -672,7 +673,7 @@ class PaillierSecret(SecretBackend):
         return b"".join(int(self.raw_decrypt_int(c)).to_bytes(width, "big") for c in cts)
 
     def raw_decrypt(
-        self, cts: list[Any], n_slots: int, count: int, terms: int, *, workers: int = 1,
+        self, cts: Sequence[Any], n_slots: int, count: int, terms: int, *, workers: int = 1,
         progress: bool = False,
     ) -> np.ndarray:
         if workers <= 1 or len(cts) < 2 * _MIN_PARALLEL_CTS:
