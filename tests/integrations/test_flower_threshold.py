@@ -478,3 +478,25 @@ def test_kits_and_federations_round_trip_and_validate(feds):
         threshold.deal_silos(["a", "a"], threshold=2, **CODEC)
     with pytest.raises(secagg.ConfigError):
         threshold.deal_silos(3, threshold=2, combine="nobody", **CODEC)
+
+
+def test_cli_deal_writes_sealed_kits_and_the_federation(tmp_path, capsys):
+    from secagg.cli import main
+
+    pw = tmp_path / "pw.txt"
+    pw.write_text("a passphrase\n")
+    pw.chmod(0o600)
+    argv = ["deal", "--silos", "a,b,c", "--threshold", "2", "--combine", "server",
+            "--out-dir", str(tmp_path / "kits"), "--key-bits", "512", "--insecure",
+            "--max-clients", "6", "--passphrase-file", str(pw)]
+    assert main(argv) == 0
+    kits = tmp_path / "kits"
+    assert sorted(p.name for p in kits.iterdir()) == ["a.kit", "b.kit", "c.kit", "federation.pub"]
+    assert (kits / "b.kit").stat().st_mode & 0o777 == 0o600
+    fed = threshold.Federation.from_bytes((kits / "federation.pub").read_bytes(),
+                                          allow_insecure=True)
+    kit = threshold.SiloKit.load(kits / "b.kit", passphrase="a passphrase", allow_insecure=True)
+    assert (kit.index, kit.combine, kit.federation.digest) == (2, "server", fed.digest)
+    assert "a passphrase" not in capsys.readouterr().out
+    assert main(argv) == 1  # the kits exist: nothing is overwritten without --force
+    assert main([*argv[:2], "a,b/../x", *argv[3:], "--force"]) == 1  # ids name files
