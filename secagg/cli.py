@@ -1,4 +1,4 @@
-"""The ``python -m secagg`` command line: ``demo``, ``keygen``, ``inspect``, ``bench``.
+"""The ``python -m secagg`` command line: ``demo``, ``keygen``, ``inspect``, ``bench``, ``deal``.
 
 Examples::
 
@@ -9,7 +9,10 @@ Examples::
     python -m secagg inspect key.pub
     python -m secagg inspect key.secagg --passphrase-env SECAGG_PASSPHRASE
     python -m secagg bench --quick
+    python -m secagg deal --silos a,b,c --threshold 2 --out-dir kits/ --passphrase-file pass.txt
 
+``deal`` runs the threshold Paillier ceremony of a cross-silo federation
+(:mod:`secagg.threshold.cli`): one sealed kit per silo and the public federation.
 ``keygen`` writes the secret context with owner-only permissions (0o600),
 encrypted under a passphrase (scrypt + AES-256-GCM, as
 ``SecretContext.save(path, passphrase=...)``). The passphrase comes from
@@ -685,6 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overwrite existing files (with --out-dir: replace every kit there)")
     _add_passphrase_arguments(keygen, new=True)
 
+    from secagg.threshold.cli import add_deal_parser  # threshold Paillier across silos
+
+    add_deal_parser(sub)
+
     insp = sub.add_parser("inspect", help="show a payload's header and public parameters")
     insp.add_argument("file", type=Path)
     _add_passphrase_arguments(insp, new=False)
@@ -715,8 +722,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         args.bench_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from secagg.threshold.cli import cmd_deal
+
     commands = {"demo": lambda a, o: run_demo(a, o), "keygen": _cmd_keygen,
-                "inspect": _cmd_inspect, "bench": _cmd_bench}
+                "inspect": _cmd_inspect, "bench": _cmd_bench, "deal": cmd_deal}
     try:
         return commands[args.command](args, out)
     except (SecAggError, OSError, ValueError, NotImplementedError) as exc:

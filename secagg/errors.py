@@ -66,6 +66,7 @@ __all__ = [
     "RoundAlreadyDecryptedError",
     "InvalidPartialError",
     "NotEnoughPartialsError",
+    "RelayAuthenticationError",
     "PUBLIC_REASONS",
     "public_reason",
 ]
@@ -360,3 +361,12 @@ class NotEnoughPartialsError(SecAggError, ValueError, code="SA-INTERNAL"):
     """
 
     rejected: tuple[Any, ...] = ()
+
+
+class RelayAuthenticationError(InvalidPartialError):
+    """Raised when a relayed (encrypted) partial decryption fails AES-GCM authentication.
+
+    It was altered, replayed from another round or aggregate, misdirected to
+    another holder, or relabelled with another sender (:mod:`secagg.threshold.relay`).
+    ``holder`` names the sender it claims; the partial is set aside.
+    """

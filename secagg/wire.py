@@ -69,6 +69,10 @@ class Kind(IntEnum):
     # secagg.masking: the consistency round (with long-term signing keys)
     MASK_CONSISTENCY_REQUEST = 20
     MASK_CONSISTENCY = 21
+    # secagg.threshold.federation / relay: threshold Paillier across silos (Flower option)
+    THRESHOLD_FEDERATION = 22
+    THRESHOLD_KIT = 23
+    THRESHOLD_RELAY = 24
 
 
 def show(value: object, limit: int = 40) -> str:

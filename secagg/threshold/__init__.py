@@ -16,6 +16,12 @@ aggregator use the public context exactly as with a single key holder::
     part = keys.shares[i].partial_decrypt(agg, signed_payloads=envelopes)   # each holder
     mean = threshold.combine(keys.public, agg, parts, reduce="mean")         # any t partials
 
+Cross-silo (every silo both a client and a share holder; the Flower option
+``secagg.flower.ThresholdFedAvg``): :func:`deal_silos` deals a
+:class:`Federation` (public) and one :class:`SiloKit` per silo
+(:mod:`secagg.threshold.federation`); partials relayed between silos are
+encrypted end to end (:mod:`secagg.threshold.relay`).
+
 References: Damgård, Jurik, "A Generalisation, a Simplification and Some
 Applications of Paillier's Probabilistic Public-Key System", PKC 2001 (s = 1);
 Fouque, Poupard, Stern, "Sharing Decryption in the Context of Voting or
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 from secagg.threshold.combine import Combined, Rejection, combine, combine_raw
 from secagg.threshold.dealer import ThresholdKeys, deal
+from secagg.threshold.federation import COMBINERS, Federation, SiloEntry, SiloKit, deal_silos
 from secagg.threshold.holder import MODES, ShareHolder
 from secagg.threshold.keys import (
     MAX_PARTIES,
@@ -66,4 +73,10 @@ __all__ = [
     "MODES",
     "PROOF_MODES",
     "MAX_PARTIES",
+    # cross-silo federations (the Flower option: secagg.flower.ThresholdFedAvg)
+    "deal_silos",
+    "Federation",
+    "SiloEntry",
+    "SiloKit",
+    "COMBINERS",
 ]

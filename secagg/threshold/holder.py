@@ -53,6 +53,7 @@ a server should still send only :func:`secagg.errors.public_reason` of them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -342,6 +343,22 @@ class ShareHolder(SavesSealed):
         return _round_key(next(iter(rounds)) if len(rounds) == 1 else None)
 
     # -- state (refusals and decrypted rounds) --------------------------------------
+    def fresh(self, *, max_refusals: int | None = DEFAULT_MAX_REFUSALS,
+              state_path: str | os.PathLike[str] | None = None) -> ShareHolder:
+        """This holder's share and policy with an empty guard and no decrypted rounds.
+
+        For a service whose state lives elsewhere (a Flower node's
+        ``Context.state``, a file): load it with :meth:`load_state` before each
+        request and save :meth:`to_state` after it.
+        """
+        clone = copy.copy(self)
+        clone.guard = DecryptionGuard(max_refusals)
+        clone.state_path = None if state_path is None else Path(state_path)
+        clone._rounds = {}
+        clone.clients = dict(self.clients)
+        clone.term_signers = dict(self.term_signers)
+        return clone
+
     def to_state(self) -> dict[str, Any]:
         """The guard's state and the rounds decrypted in verified mode, as plain data."""
         return {"guard": self.guard.to_state(), "rounds": dict(self._rounds)}

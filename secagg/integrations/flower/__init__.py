@@ -79,6 +79,14 @@ from secagg.integrations.flower.records import (
     aggregate_from_arrays,
     aggregate_to_arrays,
 )
+from secagg.integrations.flower.threshold import (  # threshold Paillier: no single key holder
+    COMBINE_KEY,
+    THRESHOLD_MODEL_KEY,
+    THRESHOLD_RECORD_KEY,
+    THRESHOLD_STATE_KEY,
+    ThresholdMod,
+    threshold_mod,
+)
 
 __all__ = [
     "SecAggFedAvg",
@@ -100,6 +108,14 @@ __all__ = [
     "MASK_RECORD_KEY",
     "MASK_STATE_KEY",
     "MASK_MODEL_KEY",
+    # threshold Paillier across silos (secagg.threshold: no single key holder)
+    "ThresholdFedAvg",
+    "ThresholdMod",
+    "threshold_mod",
+    "THRESHOLD_RECORD_KEY",
+    "THRESHOLD_STATE_KEY",
+    "THRESHOLD_MODEL_KEY",
+    "COMBINE_KEY",
 ]
 
 
@@ -113,4 +129,8 @@ def __getattr__(name: str) -> Any:
         from secagg.integrations.flower.masking import masked_strategy_class
 
         return masked_strategy_class()
+    if name == "ThresholdFedAvg":
+        from secagg.integrations.flower.threshold import threshold_strategy_class
+
+        return threshold_strategy_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
