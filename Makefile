@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py --out benchmarks/results
 	$(PY) benchmarks/bench_paillier.py --out benchmarks/results
 	$(PY) benchmarks/bench_lattice.py --out benchmarks/results
+	$(PY) benchmarks/bench_round.py --out benchmarks/results
 	$(PY) benchmarks/bench_masks.py --out benchmarks/results
 
 # smaller sizes, tables on stdout only: writes no file
@@ -61,6 +62,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/bench_core.py --quick
 	$(PY) benchmarks/bench_paillier.py --quick
 	$(PY) benchmarks/bench_lattice.py --quick
+	$(PY) benchmarks/bench_round.py --quick
 	$(PY) benchmarks/bench_masks.py --quick
 
 # coverage-guided fuzzing of every loader, 100,000 inputs each (results in fuzz/results.tsv)

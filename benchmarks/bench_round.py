@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import json
 import os
 import pstats
 import statistics
@@ -300,39 +299,39 @@ def targets(rows: list[dict[str, Any]], workers: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--sizes", default="100000,1000000,10000000")
+    ap = common.parser(__doc__, "10k and 100k values, 1 repeat")
+    ap.add_argument("--sizes", default=None, help="comma-separated values per update "
+                    "(default 100000,1000000,10000000)")
     ap.add_argument("--clients", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=None, help="medians over this many (default 3)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="10k and 100k values, 1 repeat")
-    ap.add_argument("--out", type=Path, help="folder or .json path for round.json / round.md")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.sizes, args.repeats = "10000,100000", 1
+    sizes_default, repeats_default = (
+        ("2000", 1) if args.smoke else ("10000,100000", 1) if args.quick
+        else ("100000,1000000,10000000", 3))
+    args.sizes = args.sizes or sizes_default
+    args.repeats = args.repeats or repeats_default
+    if args.smoke:
+        args.clients = min(args.clients, 3)
     sizes = [int(s) for s in args.sizes.split(",")]
     run = common.Run()
     print(f"bench_round: {run.summary()}; sizes {sizes}, {args.clients} clients", flush=True)
     flare = Flare([1])
     systems = {s: SecaggRound(s) for s in SCHEMES}
-    rows = [run_size(v, args, flare, systems, show=True) for v in sizes]
-    run.finish()
+    rows = [run_size(v, args, flare, systems, show=not args.no_progress) for v in sizes]
+    wall = run.finish()
     text = tables(rows, args.workers)
     lines = targets(rows, args.workers)
     print("\n" + text + "\n" + "\n".join(lines))
-    if args.out is not None:
-        path = args.out if args.out.suffix == ".json" else args.out / "round.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"config": vars(args) | {"out": str(args.out)}, "machine": run.info,
-               "wall_s": run.wall_s, "rows": rows, "targets": lines}
-        path.write_text(json.dumps(doc, indent=2, default=str))
-        md = [f"# bench_round: one lattice round's critical path, {args.clients} clients", "",
-              common.header_line({"machine": run.info, "wall_s": run.wall_s}), "",
-              f"Command: `python benchmarks/bench_round.py --sizes {args.sizes} --repeats "
-              f"{args.repeats} --out {args.out}`", "", text, "## Targets", "",
-              *["    " + x for x in lines], ""]
-        path.with_suffix(".md").write_text("\n".join(md))
-        print(f"wrote {path} and {path.with_suffix('.md')}")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    doc = common.result_doc("bench_round", config, run, rows=rows, targets=lines)
+    command = (f"python benchmarks/bench_round.py --sizes {args.sizes} --repeats {args.repeats} "
+               f"--clients {args.clients} --workers {args.workers}")
+    md = common.markdown_lines(
+        f"bench_round: one lattice round's critical path, {args.clients} clients", doc,
+        ("tenseal",), [f"Command: `{command}`", text, "## Targets",
+                       "\n".join("    " + x for x in lines)])
+    common.report_written(wall, common.write_results(args.out, "round", doc, md))
     return 0
 
 

@@ -32,11 +32,13 @@ SCRIPTS = {
     "bench_core.py": "| system ",
     "bench_paillier.py": "| key ",
     "bench_lattice.py": "| system ",
+    "bench_round.py": "| system ",
     "load_aggregator.py": "memory growth",
 }
 # script -> the stem of what --out DIR writes, and whether a figure comes with it
 OUTPUTS = {"bench_core.py": ("core", False), "bench_paillier.py": ("paillier", True),
-           "bench_lattice.py": ("lattice", True), "load_aggregator.py": ("load", False)}
+           "bench_lattice.py": ("lattice", True), "bench_round.py": ("round", False),
+           "load_aggregator.py": ("load", False)}
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 

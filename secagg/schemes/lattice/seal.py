@@ -1,19 +1,19 @@
 """SEAL ciphertexts through ``tenseal.sealapi``, shared by the CKKS and BFV backends.
 
 TenSEAL makes the keys and (de)serializes contexts; the ciphertexts themselves
-are SEAL ``Ciphertext`` objects handled with SEAL's own ``Encryptor``,
-``Evaluator`` and ``Decryptor``, one ciphertext per ``slots`` values, the whole
-flattened tree packed across layer boundaries. That gives the backends what the
-high-level vectors hide:
+are made by SEAL's own ``Encryptor`` and decrypted by its ``Decryptor``, one
+ciphertext per ``slots`` values, the whole flattened tree packed across layer
+boundaries. What travels and what the aggregator adds are the ciphertexts'
+RNS residues (:mod:`secagg.schemes.lattice.rns`): no SEAL object is made to
+sum, and SEAL's zstd compression is paid once, where a client reads back what
+SEAL encrypted.
 
-- **seeded symmetric uploads**: a client that holds the secret key (the
-  cross-silo shared-key arrangement) encrypts with ``encrypt_symmetric``, whose
-  serialized form stores the seed of the uniform polynomial instead of the
-  polynomial itself, halving the upload; loading expands it;
-- **SEAL's compressed serialization** (zstd), which drops the unused high bits of
-  each 64-bit coefficient word, so a smaller prime means a smaller payload.
+Seeded symmetric uploads: a client that holds the secret key (the cross-silo
+shared-key arrangement) encrypts with ``encrypt_symmetric``, whose serialized
+form stores the seed of the uniform polynomial instead of the polynomial
+itself, halving the upload; the aggregator has SEAL expand it on load.
 
-SEAL's Python binding saves and loads only through files, so payloads pass
+SEAL's Python binding saves and loads only through files, so ciphertexts pass
 through a private temporary directory (in ``/dev/shm`` where it exists).
 """
 
