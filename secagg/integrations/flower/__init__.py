@@ -36,9 +36,9 @@ server never holds it):
    ArrayRecord, then encrypts the returned **full model weights** with
    ``weight = num-examples`` (sample-weighted FedAvg; the count travels inside
    the encryption) and ``round_id = server-round``. The reply carries the
-   payload as bytes (ConfigRecord ``"secagg"``, key ``"payload"``), no
-   ArrayRecord, and ``num-examples = 1`` in its MetricRecord: the sample count
-   is never sent in clear.
+   payload as one uint8 array (ArrayRecord ``"secagg"``, array ``"payload"``)
+   in place of the model's ArrayRecord, and ``num-examples = 1`` in its
+   MetricRecord: the sample count is never sent in clear.
 3. :class:`SecAggFedAvg` validates and sums the payloads with a
    :class:`secagg.Aggregator` (a refused payload counts as a failure, like an
    error reply) and returns the encrypted sum as the new global model.
@@ -49,6 +49,19 @@ Full weights rather than deltas make every round's aggregate self-contained: a
 client that missed rounds simply loads the latest aggregate, with no state to
 catch up on. The codec's ``clip`` must then cover the weights themselves (not
 just their change in one round).
+
+Transport and its limits: both directions travel as ArrayRecords, which
+Flower (1.41) cuts into chunks of ``FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE`` bytes
+(5 MiB by default) and pushes or pulls one chunk per request over its Fleet
+API, so no single request carries more than one chunk, whatever the model's
+size. What does grow with the model is memory: each node holds its upload and
+the aggregate whole; the SuperLink keeps every upload (and the aggregate, once
+per node it is sent to) in its object store (RAM, or the ``--database`` file)
+until it is delivered; the ServerApp holds the uploads of a round at once while
+it sums them (a CKKS upload of 11.2M values is about 164 MB; a seeded BFV one
+about 60 MB: see ``benchmarks/bench_deploy.py``). Secagg 0.1 nodes sent the
+payload as bytes in ConfigRecord ``"secagg"``, which Flower sends whole in one
+request; the strategy still reads that form.
 
 With a separate trusted key holder, pass ``key_holder=`` to the strategy: a
 callable that receives the encrypted aggregate's bytes and returns the
@@ -78,6 +91,7 @@ from secagg.integrations.flower.records import (
     _payload,  # noqa: F401  (tests read a reply's payload with it)
     aggregate_from_arrays,
     aggregate_to_arrays,
+    payload_to_arrays,
 )
 
 __all__ = [
@@ -87,6 +101,7 @@ __all__ = [
     "KeyHolder",
     "aggregate_to_arrays",
     "aggregate_from_arrays",
+    "payload_to_arrays",
     "decrypt_arrays",
     "RECORD_KEY",
     "PAYLOAD_KEY",

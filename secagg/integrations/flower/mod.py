@@ -20,7 +20,6 @@ from secagg.integrations.flower.keys import AnyContext, _decrypt_cached, _load_c
 from secagg.integrations.flower.records import (
     _SERVER_ROUND,
     FINGERPRINT_KEY,
-    PAYLOAD_KEY,
     RECORD_KEY,
     REDUCE_KEY,
     REDUCES,
@@ -31,6 +30,7 @@ from secagg.integrations.flower.records import (
     call_app,
     error_reply,
     hide_counts,
+    payload_to_arrays,
 )
 from secagg.wire import peek_kind
 
@@ -119,7 +119,8 @@ class SecAggMod:
     MetricRecord with ``num-examples``; the mod encrypts the weights with
     ``weight=num-examples`` (capped at the context's ``max_weight``, with a
     warning) and the round id, and replies with the payload's bytes in
-    ConfigRecord ``"secagg"`` instead of the ArrayRecord. In every reply it
+    ArrayRecord ``"secagg"`` (one uint8 array ``"payload"``, which Flower
+    chunks) instead of the trained model's ArrayRecord. In every reply it
     sets ``num-examples`` to 1, so no sample count is sent in clear (other
     metrics are sent as the function returns them, in clear).
 
@@ -377,8 +378,6 @@ class SecAggMod:
 
     def _encrypt_reply(self, msg: Message, reply: Message, ctx: AnyContext,
                        node_context: Context) -> Message:
-        from flwr.app import ConfigRecord
-
         content = reply.content
         arrays = content.array_records
         if len(arrays) != 1:
@@ -432,7 +431,7 @@ class SecAggMod:
             self._keep_local(node_context, local, order)
         out = self._hide_counts(content)
         del out[array_key]
-        out[RECORD_KEY] = ConfigRecord({PAYLOAD_KEY: payload})
+        out[RECORD_KEY] = payload_to_arrays(payload)
         reply.content = out
         return reply
 
