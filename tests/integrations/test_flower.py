@@ -124,6 +124,30 @@ def test_two_rounds_in_process(contexts, scheme, task_identity):
     assert h[0]["round_s"] is not None
 
 
+def test_costs_are_logged_and_saved_as_json(contexts, task_identity, caplog, tmp_path):
+    import json
+
+    ctx = contexts["ckks"]
+    app, strategy = make_app(ctx.to_bytes(), fail=frozenset({(1, 3)})), strategy_for(ctx)
+    caplog.set_level("INFO", logger="flwr")
+    replies, (arrays, _) = train_round(strategy, app, 1, ArrayRecord(INIT))
+    evals = deliver(app, strategy.configure_evaluate(1, arrays, ConfigRecord(), FakeGrid(NODES)))
+    strategy.aggregate_evaluate(1, evals)
+    h = strategy.history[-1]
+    sizes = [len(sf._payload(r)) for r in replies if not r.has_error()]
+    assert (h["summed"], h["refused"], h["failed"]) == (N - 1, 0, 1)
+    assert h["bytes_in"] == sum(sizes) and h["upload_bytes"] == pytest.approx(np.mean(sizes))
+    init_bytes = sum(len(a.data) for a in ArrayRecord(INIT).values())
+    agg_bytes = sum(len(a.data) for a in arrays.values())
+    assert h["bytes_out"] == N * init_bytes + N * agg_bytes  # train round 1 + its evaluate
+    assert (f"secagg round 1: {N - 1} update(s) summed, 0 refused, 1 failed; "
+            f"{sum(sizes)} bytes in") in caplog.text
+    assert "secagg_mod: train round 1: encrypted" in caplog.text
+    assert "secagg_mod: evaluate round 1: decrypted the aggregate" in caplog.text
+    path = strategy.save_history(tmp_path / "out" / "history.json")
+    assert json.loads(path.read_text())["history"] == strategy.history
+
+
 def test_unweighted_mean(contexts, task_identity):
     ctx = contexts["ckks"]
     strategy = strategy_for(ctx, reduce="mean")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -360,13 +361,20 @@ class SecAggMod:
             kept = _last_model(node_context, data)
             if kept is not None:  # decrypted before on this node (e.g. evaluate, then train)
                 replaced[key] = kept
+                _log.info("secagg_mod: %s round %s: aggregate of %d bytes already decrypted "
+                          "on this node; 0 s decrypting", msg.metadata.message_type,
+                          round_key, len(data))
                 continue
             guard = self._guard(node_context, ctx)
+            t0 = time.perf_counter()
             try:
                 tree = _decrypt_cached(ctx, data, guard, round_key)
             finally:
                 self._keep_guard(node_context, guard)
             replaced[key] = _tree_to_arrays(tree)
+            _log.info("secagg_mod: %s round %s: decrypted the aggregate (%d bytes) in %.3f s",
+                      msg.metadata.message_type, round_key, len(data),
+                      time.perf_counter() - t0)
             _keep_last_model(node_context, data, replaced[key])
         if self._filtered:
             for key, record in content.array_records.items():
@@ -419,6 +427,7 @@ class SecAggMod:
             shared, kept = self._split(order)
             local = {n: record[n] for n in kept}
             record = _subrecord(record, shared)
+        t0 = time.perf_counter()
         update = ctx.encrypt(_arrays_to_tree(record), weight=weight, round_id=server_round)
         if update.num_clipped:
             _log.warning(
@@ -427,6 +436,8 @@ class SecAggMod:
                 update.num_clipped, ctx.codec.clip,
             )
         payload = update.to_bytes()
+        _log.info("secagg_mod: train round %s: encrypted %d values in %.3f s; upload %d bytes",
+                  server_round, update.spec.num_values, time.perf_counter() - t0, len(payload))
         if self._filtered:
             self._keep_local(node_context, local, order)
         out = self._hide_counts(content)
