@@ -64,6 +64,16 @@ def test_secagg_flower_is_the_flower_integration():
     assert SecAggFedAvg is sf.SecAggFedAvg
 
 
+def test_encrypted_fedavg_mod_is_secagg_mod(contexts, task_identity):
+    from secagg.flower import encrypted_fedavg_mod, secagg_mod
+
+    assert encrypted_fedavg_mod is secagg_mod is sf.encrypted_fedavg_mod
+    assert "encrypted_fedavg_mod" in sf.__all__ and "secagg_mod" in sf.__all__
+    ctx = contexts["ckks"]
+    mod = encrypted_fedavg_mod(ctx.to_bytes(), allow_insecure=True)
+    assert isinstance(mod, sf.SecAggMod)
+
+
 # -- tests -------------------------------------------------------------------------------
 
 

@@ -13,9 +13,14 @@ Server (holds the public context only)::
 
 Clients (an ordinary Flower ``ClientApp``; one mod added)::
 
-    from secagg.flower import secagg_mod
+    from secagg.flower import encrypted_fedavg_mod
 
-    app = ClientApp(mods=[secagg_mod(secret_context_bytes)])
+    app = ClientApp(mods=[encrypted_fedavg_mod(secret_context_bytes)])
+
+``encrypted_fedavg_mod`` is ``secagg_mod`` (the same function; both names stay):
+the longer name keeps it apart from Flower's own ``secaggplus_mod``, which runs
+the SecAgg+ masking protocol with Flower's ``SecAggPlusWorkflow`` and cannot be
+combined with :class:`SecAggFedAvg` (nor this mod with that workflow).
 
     @app.train()
     def train(msg, context):            # sees and returns plaintext, as usual
@@ -81,7 +86,7 @@ from secagg.integrations.flower.masking import (  # masked FedAvg, no key holder
     MaskedMod,
     masked_mod,
 )
-from secagg.integrations.flower.mod import SecAggMod, secagg_mod
+from secagg.integrations.flower.mod import SecAggMod, encrypted_fedavg_mod, secagg_mod
 from secagg.integrations.flower.records import (
     AGGREGATE_KEY,
     FINGERPRINT_KEY,
@@ -98,6 +103,7 @@ __all__ = [
     "SecAggFedAvg",
     "SecAggMod",
     "secagg_mod",
+    "encrypted_fedavg_mod",
     "KeyHolder",
     "aggregate_to_arrays",
     "aggregate_from_arrays",

@@ -38,7 +38,7 @@ from secagg.wire import peek_kind
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, Context, Message, RecordDict
 
-__all__ = ["SecAggMod", "secagg_mod", "GUARD_STATE_KEY", "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
+__all__ = ["SecAggMod", "secagg_mod", "encrypted_fedavg_mod", "GUARD_STATE_KEY", "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
 
 _log = logging.getLogger("flwr")  # Flower's own logger, so messages appear in its log
 _node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
@@ -482,6 +482,12 @@ def secagg_mod(context: ContextSource, **options: Any) -> SecAggMod:
     Takes the arguments of :class:`SecAggMod`, which says what it does to each message.
     """
     return SecAggMod(context, **options)
+
+
+#: The same mod under a name that says what it does and cannot be mistaken for Flower's
+#: own ``secaggplus_mod`` (SecAgg+: pairwise masks, no key; here: homomorphic encryption
+#: under a shared key, for :class:`SecAggFedAvg`). ``secagg_mod`` stays (pinned API).
+encrypted_fedavg_mod = secagg_mod
 
 
 def _subrecord(record: ArrayRecord, names: list[str]) -> ArrayRecord:
