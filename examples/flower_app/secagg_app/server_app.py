@@ -75,8 +75,13 @@ def main(grid: Grid, context: Context) -> None:
     rounds, min_nodes = _int(cfg, "num-server-rounds", 1), _int(cfg, "min-nodes", 1)
     mode = cfg.get("mode", "secagg")
     timeout = float(cfg.get("round-timeout", 600.0))
-    options = dict(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=min_nodes,
-                   min_evaluate_nodes=min_nodes, min_available_nodes=min_nodes)
+    fraction_evaluate = float(cfg.get("fraction-evaluate", 1.0))
+    if not 0.0 <= fraction_evaluate <= 1.0:
+        raise ConfigError(f"run config 'fraction-evaluate' must be in [0, 1]. "
+                          f"Found {fraction_evaluate!r}.")
+    options = dict(fraction_train=1.0, fraction_evaluate=fraction_evaluate,
+                   min_train_nodes=min_nodes, min_evaluate_nodes=min_nodes,
+                   min_available_nodes=min_nodes)
     strategy: Any
     if mode == "plain":
         strategy, scheme = FedAvg(**options), None
