@@ -7,6 +7,7 @@ spawned, found through /proc by parent PID). Every wait is bounded by a deadline
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,10 +102,8 @@ class Deployment:
         """Stop process ``name`` and what it spawned, by PID; waits (bounded) for it."""
         proc = self.procs.pop(name)
         for pid in [proc.pid, *_children(proc.pid)]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
