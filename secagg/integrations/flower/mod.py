@@ -38,7 +38,8 @@ from secagg.wire import peek_kind
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, Context, Message, RecordDict
 
-__all__ = ["SecAggMod", "secagg_mod", "encrypted_fedavg_mod", "GUARD_STATE_KEY", "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
+__all__ = ["SecAggMod", "secagg_mod", "encrypted_fedavg_mod", "GUARD_STATE_KEY",
+           "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
 
 _log = logging.getLogger("flwr")  # Flower's own logger, so messages appear in its log
 _node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
