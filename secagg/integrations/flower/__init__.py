@@ -63,8 +63,8 @@ size. What does grow with the model is memory: each node holds its upload and
 the aggregate whole; the SuperLink keeps every upload (and the aggregate, once
 per node it is sent to) in its object store (RAM, or the ``--database`` file)
 until it is delivered; the ServerApp holds the uploads of a round at once while
-it sums them (a CKKS upload of 11.2M values is about 164 MB; a seeded BFV one
-about 60 MB: see ``benchmarks/bench_deploy.py``). Secagg 0.1 nodes sent the
+it sums them (a CKKS upload of 11.2M values was measured at 164 MB;
+``benchmarks/bench_deploy.py`` measures a deployed round of that size). Secagg 0.1 nodes sent the
 payload as bytes in ConfigRecord ``"secagg"``, which Flower sends whole in one
 request; the strategy still reads that form.
 
