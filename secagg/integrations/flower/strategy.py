@@ -262,7 +262,7 @@ def _build_strategy_class() -> type:
             }
             self.history.append(entry)
             flwr_log(INFO, "secagg round %d: %d update(s) summed, %d refused, %d failed; "
-                     "%d bytes in, %d bytes out; %.3f s summing",
+                     "%d bytes in, %d bytes out in train messages; %.3f s summing",
                      server_round, entry["summed"], entry["refused"], entry["failed"],
                      entry["bytes_in"], entry["bytes_out"], entry["aggregate_s"])
             return arrays, metrics
