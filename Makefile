@@ -11,7 +11,7 @@ DEMO_PY    := $(DEMO_VENV)/bin/python
 DEMO_STAMP := $(DEMO_VENV)/.installed
 SOURCES    := $(shell find secagg -name '*.py')
 
-.PHONY: test test-slow lint demo demo-dp quickstart bench bench-quick fuzz load clean
+.PHONY: test test-slow test-deploy lint demo demo-dp quickstart bench bench-quick fuzz load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# the Flower App of examples/flower_app on Flower's deployment engine: a SuperLink and
+# SuperNodes on 127.0.0.1 (insecure; TLS + SuperNode auth; process isolation, a node killed)
+test-deploy: $(STAMP)
+	$(PY) -m pytest -q -m deploy tests/deploy
 
 # ruff (style, imports, bugbear, builtins shadowing) and mypy --strict on the package
 lint: $(STAMP)

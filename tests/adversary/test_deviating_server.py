@@ -296,7 +296,7 @@ def test_a_node_claiming_to_be_several_clients_is_counted_once(fctx, task_identi
     sub = secagg.Aggregator(server.pub, round_id=2)
     for node in range(3):
         sub.add(server.pub.encrypt(INIT, round_id=2), client_id=str(node))
-    replies[0].content["secagg"]["payload"] = sub.result().to_bytes()  # a Sybil reply
+    replies[0].content["secagg"] = sf.payload_to_arrays(sub.result().to_bytes())  # a Sybil reply
     server.strategy.aggregate_train(2, replies)
     h = server.strategy.history[-1]
     assert h["summed"] == len(NODES) - 1 and h["failures"] == 1

@@ -17,6 +17,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 pytest.importorskip("flwr")
 
 from flwr.app import (
+    Array,
     ArrayRecord,
     ConfigRecord,
     Context,
@@ -63,6 +64,16 @@ def test_secagg_flower_is_the_flower_integration():
     assert SecAggFedAvg is sf.SecAggFedAvg
 
 
+def test_encrypted_fedavg_mod_is_secagg_mod(contexts, task_identity):
+    from secagg.flower import encrypted_fedavg_mod, secagg_mod
+
+    assert encrypted_fedavg_mod is secagg_mod is sf.encrypted_fedavg_mod
+    assert "encrypted_fedavg_mod" in sf.__all__ and "secagg_mod" in sf.__all__
+    ctx = contexts["ckks"]
+    mod = encrypted_fedavg_mod(ctx.to_bytes(), allow_insecure=True)
+    assert isinstance(mod, sf.SecAggMod)
+
+
 # -- tests -------------------------------------------------------------------------------
 
 
@@ -95,9 +106,11 @@ def test_two_rounds_in_process(contexts, scheme, task_identity):
     for r in replies:  # the payload replaces the weights; the count is not in clear
         assert not r.has_error(), r.error.reason if r.has_error() else ""
         assert set(r.content.keys()) == {"metrics", "secagg"}
-        assert not r.content.array_records
+        assert list(r.content.array_records) == ["secagg"]  # the payload, not the weights
+        assert list(r.content["secagg"].keys()) == ["payload"]
         assert r.content["metrics"]["num-examples"] == 1
-        assert isinstance(r.content["secagg"]["payload"], bytes)
+        arr = r.content["secagg"]["payload"].numpy()
+        assert arr.dtype == np.uint8 and arr.ndim == 1 and arr.tobytes() == sf._payload(r)
     assert metrics["pid"] == pytest.approx(1.5)  # other metrics pass, unweighted
     data = sf.aggregate_from_arrays(arrays)
     assert data is not None and list(arrays.keys()) == [sf.AGGREGATE_KEY]
@@ -121,6 +134,30 @@ def test_two_rounds_in_process(contexts, scheme, task_identity):
     assert h[0]["round_s"] is not None
 
 
+def test_costs_are_logged_and_saved_as_json(contexts, task_identity, caplog, tmp_path):
+    import json
+
+    ctx = contexts["ckks"]
+    app, strategy = make_app(ctx.to_bytes(), fail=frozenset({(1, 3)})), strategy_for(ctx)
+    caplog.set_level("INFO", logger="flwr")
+    replies, (arrays, _) = train_round(strategy, app, 1, ArrayRecord(INIT))
+    evals = deliver(app, strategy.configure_evaluate(1, arrays, ConfigRecord(), FakeGrid(NODES)))
+    strategy.aggregate_evaluate(1, evals)
+    h = strategy.history[-1]
+    sizes = [len(sf._payload(r)) for r in replies if not r.has_error()]
+    assert (h["summed"], h["refused"], h["failed"]) == (N - 1, 0, 1)
+    assert h["bytes_in"] == sum(sizes) and h["upload_bytes"] == pytest.approx(np.mean(sizes))
+    init_bytes = sum(len(a.data) for a in ArrayRecord(INIT).values())
+    agg_bytes = sum(len(a.data) for a in arrays.values())
+    assert h["bytes_out"] == N * init_bytes + N * agg_bytes  # train round 1 + its evaluate
+    assert (f"secagg round 1: {N - 1} update(s) summed, 0 refused, 1 failed; "
+            f"{sum(sizes)} bytes in") in caplog.text
+    assert "secagg_mod: train round 1: encrypted" in caplog.text
+    assert "secagg_mod: evaluate round 1: decrypted the aggregate" in caplog.text
+    path = strategy.save_history(tmp_path / "out" / "history.json")
+    assert json.loads(path.read_text())["history"] == strategy.history
+
+
 def test_unweighted_mean(contexts, task_identity):
     ctx = contexts["ckks"]
     strategy = strategy_for(ctx, reduce="mean")
@@ -140,9 +177,9 @@ def test_refused_payloads_are_failures_not_crashes(contexts, task_identity, capl
     by_pid = {NODES[r.metadata.src_node_id]: r for r in replies}
 
     # pid 0: corrupted in transit (one byte flipped)
-    payload = bytearray(by_pid[0].content["secagg"]["payload"])
+    payload = bytearray(sf._payload(by_pid[0]))
     payload[len(payload) // 2] ^= 1
-    by_pid[0].content["secagg"] = ConfigRecord({"payload": bytes(payload)})
+    by_pid[0].content["secagg"] = sf.payload_to_arrays(bytes(payload))
     # pid 1: made under another key
     other = flower_context("paillier")
     foreign = deliver(make_app(other.to_bytes()), [train_message(1001, 2, ArrayRecord(INIT))])[0]
@@ -165,6 +202,30 @@ def test_refused_payloads_are_failures_not_crashes(contexts, task_identity, capl
     for name in ("CorruptPayloadError", "ContextMismatchError", "RoundMismatchError",
                  "FormatError", "ReplayError"):
         assert name in log
+
+
+def test_payloads_travel_as_chunkable_uint8_arrays(contexts, task_identity, monkeypatch):
+    ctx = contexts["ckks"]
+    strategy = strategy_for(ctx)
+    replies, _ = train_round(strategy, make_app(ctx.to_bytes()), 1, ArrayRecord(INIT))
+    data = sf._payload(replies[0])
+    # Flower slices an Array into chunks of FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE bytes
+    from flwr.app.message import array as flwr_array
+
+    monkeypatch.setattr(flwr_array, "FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE", 1024)
+    chunks = sf.payload_to_arrays(data)["payload"].slice_array()
+    assert len(chunks) == -(-len(sf.payload_to_arrays(data)["payload"].data) // 1024) > 1
+    # the server still reads the old ConfigRecord form (secagg 0.1 nodes) ...
+    old = Message(RecordDict({"metrics": MetricRecord({"num-examples": 1}),
+                              "secagg": ConfigRecord({"payload": data})}),
+                  reply_to=train_message(1000, 1, ArrayRecord(INIT)))
+    assert sf._payload(old) == data
+    # ... and refuses an ArrayRecord that is not one 1-D uint8 array, saying what to do
+    for name, bad in (("payload", np.zeros(4, np.float32)), ("payload", np.zeros((2, 2), np.uint8)),
+                      ("x", np.zeros(4, np.uint8))):
+        replies[0].content["secagg"] = ArrayRecord({name: Array(bad)})
+        with pytest.raises(secagg.FormatError, match="update secagg on the node"):
+            sf._payload(replies[0])
 
 
 def test_too_few_updates_keep_the_previous_model(contexts, task_identity):

@@ -13,9 +13,14 @@ Server (holds the public context only)::
 
 Clients (an ordinary Flower ``ClientApp``; one mod added)::
 
-    from secagg.flower import secagg_mod
+    from secagg.flower import encrypted_fedavg_mod
 
-    app = ClientApp(mods=[secagg_mod(secret_context_bytes)])
+    app = ClientApp(mods=[encrypted_fedavg_mod(secret_context_bytes)])
+
+``encrypted_fedavg_mod`` is ``secagg_mod`` (the same function; both names stay):
+the longer name keeps it apart from Flower's own ``secaggplus_mod``, which runs
+the SecAgg+ masking protocol with Flower's ``SecAggPlusWorkflow`` and cannot be
+combined with :class:`SecAggFedAvg` (nor this mod with that workflow).
 
     @app.train()
     def train(msg, context):            # sees and returns plaintext, as usual
@@ -36,9 +41,9 @@ server never holds it):
    ArrayRecord, then encrypts the returned **full model weights** with
    ``weight = num-examples`` (sample-weighted FedAvg; the count travels inside
    the encryption) and ``round_id = server-round``. The reply carries the
-   payload as bytes (ConfigRecord ``"secagg"``, key ``"payload"``), no
-   ArrayRecord, and ``num-examples = 1`` in its MetricRecord: the sample count
-   is never sent in clear.
+   payload as one uint8 array (ArrayRecord ``"secagg"``, array ``"payload"``)
+   in place of the model's ArrayRecord, and ``num-examples = 1`` in its
+   MetricRecord: the sample count is never sent in clear.
 3. :class:`SecAggFedAvg` validates and sums the payloads with a
    :class:`secagg.Aggregator` (a refused payload counts as a failure, like an
    error reply) and returns the encrypted sum as the new global model.
@@ -49,6 +54,19 @@ Full weights rather than deltas make every round's aggregate self-contained: a
 client that missed rounds simply loads the latest aggregate, with no state to
 catch up on. The codec's ``clip`` must then cover the weights themselves (not
 just their change in one round).
+
+Transport and its limits: both directions travel as ArrayRecords, which
+Flower (1.41) cuts into chunks of ``FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE`` bytes
+(5 MiB by default) and pushes or pulls one chunk per request over its Fleet
+API, so no single request carries more than one chunk, whatever the model's
+size. What does grow with the model is memory: each node holds its upload and
+the aggregate whole; the SuperLink keeps every upload (and the aggregate, once
+per node it is sent to) in its object store (RAM, or the ``--database`` file)
+until it is delivered; the ServerApp holds the uploads of a round at once while
+it sums them (a CKKS upload of 11.2M values was measured at 164 MB;
+``benchmarks/bench_deploy.py`` measures a deployed round of that size). Secagg 0.1 nodes sent the
+payload as bytes in ConfigRecord ``"secagg"``, which Flower sends whole in one
+request; the strategy still reads that form.
 
 With a separate trusted key holder, pass ``key_holder=`` to the strategy: a
 callable that receives the encrypted aggregate's bytes and returns the
@@ -68,7 +86,7 @@ from secagg.integrations.flower.masking import (  # masked FedAvg, no key holder
     MaskedMod,
     masked_mod,
 )
-from secagg.integrations.flower.mod import SecAggMod, secagg_mod
+from secagg.integrations.flower.mod import SecAggMod, encrypted_fedavg_mod, secagg_mod
 from secagg.integrations.flower.records import (
     AGGREGATE_KEY,
     FINGERPRINT_KEY,
@@ -78,6 +96,7 @@ from secagg.integrations.flower.records import (
     _payload,  # noqa: F401  (tests read a reply's payload with it)
     aggregate_from_arrays,
     aggregate_to_arrays,
+    payload_to_arrays,
 )
 from secagg.integrations.flower.threshold import (  # threshold Paillier: no single key holder
     COMBINE_KEY,
@@ -92,9 +111,11 @@ __all__ = [
     "SecAggFedAvg",
     "SecAggMod",
     "secagg_mod",
+    "encrypted_fedavg_mod",
     "KeyHolder",
     "aggregate_to_arrays",
     "aggregate_from_arrays",
+    "payload_to_arrays",
     "decrypt_arrays",
     "RECORD_KEY",
     "PAYLOAD_KEY",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +21,6 @@ from secagg.integrations.flower.keys import AnyContext, _decrypt_cached, _load_c
 from secagg.integrations.flower.records import (
     _SERVER_ROUND,
     FINGERPRINT_KEY,
-    PAYLOAD_KEY,
     RECORD_KEY,
     REDUCE_KEY,
     REDUCES,
@@ -31,13 +31,15 @@ from secagg.integrations.flower.records import (
     call_app,
     error_reply,
     hide_counts,
+    payload_to_arrays,
 )
 from secagg.wire import peek_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, Context, Message, RecordDict
 
-__all__ = ["SecAggMod", "secagg_mod", "GUARD_STATE_KEY", "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
+__all__ = ["SecAggMod", "secagg_mod", "encrypted_fedavg_mod", "GUARD_STATE_KEY",
+           "LOCAL_STATE_KEY", "ORDER_STATE_KEY"]
 
 _log = logging.getLogger("flwr")  # Flower's own logger, so messages appear in its log
 _node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
@@ -119,7 +121,8 @@ class SecAggMod:
     MetricRecord with ``num-examples``; the mod encrypts the weights with
     ``weight=num-examples`` (capped at the context's ``max_weight``, with a
     warning) and the round id, and replies with the payload's bytes in
-    ConfigRecord ``"secagg"`` instead of the ArrayRecord. In every reply it
+    ArrayRecord ``"secagg"`` (one uint8 array ``"payload"``, which Flower
+    chunks) instead of the trained model's ArrayRecord. In every reply it
     sets ``num-examples`` to 1, so no sample count is sent in clear (other
     metrics are sent as the function returns them, in clear).
 
@@ -359,13 +362,20 @@ class SecAggMod:
             kept = _last_model(node_context, data)
             if kept is not None:  # decrypted before on this node (e.g. evaluate, then train)
                 replaced[key] = kept
+                _log.info("secagg_mod: %s round %s: aggregate of %d bytes already decrypted "
+                          "on this node; 0 s decrypting", msg.metadata.message_type,
+                          round_key, len(data))
                 continue
             guard = self._guard(node_context, ctx)
+            t0 = time.perf_counter()
             try:
                 tree = _decrypt_cached(ctx, data, guard, round_key)
             finally:
                 self._keep_guard(node_context, guard)
             replaced[key] = _tree_to_arrays(tree)
+            _log.info("secagg_mod: %s round %s: decrypted the aggregate (%d bytes) in %.3f s",
+                      msg.metadata.message_type, round_key, len(data),
+                      time.perf_counter() - t0)
             _keep_last_model(node_context, data, replaced[key])
         if self._filtered:
             for key, record in content.array_records.items():
@@ -377,8 +387,6 @@ class SecAggMod:
 
     def _encrypt_reply(self, msg: Message, reply: Message, ctx: AnyContext,
                        node_context: Context) -> Message:
-        from flwr.app import ConfigRecord
-
         content = reply.content
         arrays = content.array_records
         if len(arrays) != 1:
@@ -420,6 +428,7 @@ class SecAggMod:
             shared, kept = self._split(order)
             local = {n: record[n] for n in kept}
             record = _subrecord(record, shared)
+        t0 = time.perf_counter()
         update = ctx.encrypt(_arrays_to_tree(record), weight=weight, round_id=server_round)
         if update.num_clipped:
             _log.warning(
@@ -428,11 +437,13 @@ class SecAggMod:
                 update.num_clipped, ctx.codec.clip,
             )
         payload = update.to_bytes()
+        _log.info("secagg_mod: train round %s: encrypted %d values in %.3f s; upload %d bytes",
+                  server_round, update.spec.num_values, time.perf_counter() - t0, len(payload))
         if self._filtered:
             self._keep_local(node_context, local, order)
         out = self._hide_counts(content)
         del out[array_key]
-        out[RECORD_KEY] = ConfigRecord({PAYLOAD_KEY: payload})
+        out[RECORD_KEY] = payload_to_arrays(payload)
         reply.content = out
         return reply
 
@@ -472,6 +483,12 @@ def secagg_mod(context: ContextSource, **options: Any) -> SecAggMod:
     Takes the arguments of :class:`SecAggMod`, which says what it does to each message.
     """
     return SecAggMod(context, **options)
+
+
+#: The same mod under a name that says what it does and cannot be mistaken for Flower's
+#: own ``secaggplus_mod`` (SecAgg+: pairwise masks, no key; here: homomorphic encryption
+#: under a shared key, for :class:`SecAggFedAvg`). ``secagg_mod`` stays (pinned API).
+encrypted_fedavg_mod = secagg_mod
 
 
 def _subrecord(record: ArrayRecord, names: list[str]) -> ArrayRecord:

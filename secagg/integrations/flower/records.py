@@ -14,11 +14,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, Context, Message, RecordDict
 
 __all__ = ["RECORD_KEY", "PAYLOAD_KEY", "AGGREGATE_KEY", "REDUCE_KEY", "FINGERPRINT_KEY",
-           "REDUCES", "aggregate_to_arrays", "aggregate_from_arrays"]
+           "REDUCES", "aggregate_to_arrays", "aggregate_from_arrays", "payload_to_arrays",
+           "record_bytes"]
 
-#: name of the ConfigRecord that carries a client's encrypted update in a train reply
+#: name of the ArrayRecord that carries a client's encrypted update in a train reply
+#: (before 0.2: a ConfigRecord of that name, still read by the server)
 RECORD_KEY = "secagg"
-#: its bytes entry
+#: its single uint8 array (in the old ConfigRecord form: its bytes entry)
 PAYLOAD_KEY = "payload"
 #: the single uint8 array of an ArrayRecord that holds an encrypted aggregate
 AGGREGATE_KEY = "secagg-aggregate"
@@ -93,11 +95,36 @@ def aggregate_to_arrays(data: bytes) -> ArrayRecord:
 
     This is what :class:`SecAggFedAvg` returns as the global model, so that it
     travels in the next ``train`` and ``evaluate`` messages and ends up in
-    ``Result.arrays``. Flower chunks Arrays for transport, so large models are fine.
+    ``Result.arrays``. Flower sends an Array in chunks of
+    ``FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE`` bytes (5 MiB unless that environment
+    variable says otherwise); see the package docstring for the limits that remain.
     """
+    return _uint8_record(AGGREGATE_KEY, data)
+
+
+def payload_to_arrays(data: bytes) -> ArrayRecord:
+    """Wrap a client's encrypted update as the ArrayRecord of a train reply (one uint8 array).
+
+    The reply holds it under :data:`RECORD_KEY`, its array under :data:`PAYLOAD_KEY`.
+    An ArrayRecord rather than bytes in a ConfigRecord, because Flower chunks
+    Arrays (5 MiB pieces) and sends a ConfigRecord whole, in one request.
+    """
+    return _uint8_record(PAYLOAD_KEY, data)
+
+
+def _uint8_record(name: str, data: bytes) -> ArrayRecord:
     from flwr.app import Array, ArrayRecord
 
-    return ArrayRecord({AGGREGATE_KEY: Array(np.frombuffer(bytes(data), dtype=np.uint8))})
+    return ArrayRecord({name: Array(np.frombuffer(bytes(data), dtype=np.uint8))})
+
+
+def record_bytes(record: Any) -> int:
+    """The bytes an ArrayRecord's arrays take on the wire (their serialised data), else 0."""
+    from flwr.app import ArrayRecord
+
+    if not isinstance(record, ArrayRecord):
+        return 0
+    return sum(len(arr.data) for arr in record.values())
 
 
 def aggregate_from_arrays(record: Any) -> bytes | None:
@@ -147,11 +174,30 @@ def _config_value(content: RecordDict, key: str) -> Any:
 
 
 def _payload(msg: Message) -> bytes:
-    record = msg.content.config_records.get(RECORD_KEY)
+    """A train reply's encrypted update: the uint8 ArrayRecord, or the old ConfigRecord form."""
+    content = msg.content
+    arrays = content.array_records.get(RECORD_KEY)
+    if arrays is not None:
+        arr = arrays.get(PAYLOAD_KEY) if list(arrays.keys()) == [PAYLOAD_KEY] else None
+        try:
+            value = None if arr is None else arr.numpy()
+        except (TypeError, ValueError) as exc:
+            raise FormatError(
+                f"ArrayRecord {RECORD_KEY!r} of the reply is not a numpy array ({exc}); "
+                f"update secagg on the node."
+            ) from None
+        if value is None or value.dtype != np.uint8 or value.ndim != 1:
+            raise FormatError(
+                f"ArrayRecord {RECORD_KEY!r} of the reply must hold one 1-D uint8 array "
+                f"{PAYLOAD_KEY!r}; update secagg on the node."
+            )
+        return value.tobytes()
+    # secagg 0.1 nodes sent the payload as bytes in a ConfigRecord (sent whole, unchunked)
+    record = content.config_records.get(RECORD_KEY)
     data = None if record is None else record.get(PAYLOAD_KEY)
     if not isinstance(data, bytes):
         raise FormatError(
-            f"the reply carries no secagg payload (ConfigRecord {RECORD_KEY!r} with bytes "
-            f"{PAYLOAD_KEY!r}); is secagg_mod installed in the node's ClientApp?"
+            f"the reply carries no secagg payload (ArrayRecord {RECORD_KEY!r} with the uint8 "
+            f"array {PAYLOAD_KEY!r}); is secagg_mod installed in the node's ClientApp?"
         )
     return data

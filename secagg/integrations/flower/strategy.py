@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from logging import INFO
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +25,7 @@ from secagg.integrations.flower.records import (
     _payload,
     _tree_to_arrays,
     aggregate_to_arrays,
+    record_bytes,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["strategy_class"]
 
-_log = logging.getLogger("flwr")
+_log = logging.getLogger("flwr")  # the logger of flwr.common.logger.log: in `flwr log`
 
 _STRATEGY: type | None = None
 _STRATEGY_LOCK = threading.Lock()
@@ -45,6 +50,7 @@ def strategy_class() -> type:
 
 
 def _build_strategy_class() -> type:
+    from flwr.common.logger import log as flwr_log
     from flwr.serverapp.strategy import FedAvg
 
     class SecAggFedAvg(FedAvg):
@@ -79,7 +85,9 @@ def _build_strategy_class() -> type:
         and counted as failures, and the mean is over the updates actually
         summed. Fewer than the context's ``min_clients`` updates (which the key
         holder refuses to decrypt) keep the previous global model. Per-round
-        counts, sizes and times are kept in :attr:`history`.
+        counts, sizes and times are logged through Flower's logger (so they are
+        in ``flwr log``) and kept in :attr:`history`; :meth:`save_history`
+        writes them as JSON.
         """
 
         def __init__(
@@ -106,9 +114,17 @@ def _build_strategy_class() -> type:
                 reduce = "mean"
             self.reduce = reduce
             self.key_holder = key_holder
-            #: one dict per round: counts, failures, sizes (bytes) and seconds
+            #: one dict per round: counts, failures, sizes (bytes) and seconds; keys:
+            #: ``round``, ``results`` (replies without an error), ``summed``,
+            #: ``refused`` / ``failed`` (payloads secagg refused / error replies),
+            #: ``failures`` (both), ``error_nodes``, ``refused_nodes``,
+            #: ``bytes_in`` (uploads summed, all nodes), ``upload_bytes`` (their mean),
+            #: ``bytes_out`` (model bytes in this round's train and evaluate messages),
+            #: ``aggregate_bytes``, ``aggregate_s`` (validating and summing),
+            #: ``train_s`` (configure_train to the sum), ``round_s`` (to the evaluation)
             self.history: list[dict[str, Any]] = []
             self._started: dict[int, float] = {}
+            self._bytes_out: dict[int, int] = {}
             pub = self.public_context
             if 0 < min_train_nodes < pub.min_clients:
                 _log.warning(
@@ -126,6 +142,18 @@ def _build_strategy_class() -> type:
                 "key_holder": self.key_holder is not None,
                 "history": list(self.history),
             }
+
+        def save_history(self, path: str | os.PathLike[str]) -> Path:
+            """Write :attr:`history` as JSON to ``path`` (parent folders made); returns the path.
+
+            Written to a temporary file and renamed, so a reader never sees half a file.
+            """
+            out = Path(path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".part")
+            tmp.write_text(json.dumps({"history": self.history}, indent=1) + "\n")
+            tmp.replace(out)
+            return out
 
         def summary(self) -> None:
             """Log Flower's FedAvg summary plus secagg's settings."""
@@ -149,14 +177,22 @@ def _build_strategy_class() -> type:
             """FedAvg's sampling and messages, with secagg's settings in the config."""
             self._started[server_round] = time.perf_counter()
             self._secagg_config(config)
-            return super().configure_train(server_round, arrays, config, grid)
+            messages = list(super().configure_train(server_round, arrays, config, grid))
+            self._bytes_out[server_round] = record_bytes(arrays) * len(messages)
+            return messages
 
         def configure_evaluate(
             self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
         ) -> Iterable[Message]:
             """FedAvg's evaluate messages (the encrypted model), with secagg's settings."""
             self._secagg_config(config)
-            return super().configure_evaluate(server_round, arrays, config, grid)
+            messages = list(super().configure_evaluate(server_round, arrays, config, grid))
+            sent = record_bytes(arrays) * len(messages)
+            if self.history and self.history[-1]["round"] == server_round:
+                self.history[-1]["bytes_out"] += sent
+            else:
+                self._bytes_out[server_round] = self._bytes_out.get(server_round, 0) + sent
+            return messages
 
         def aggregate_train(
             self, server_round: int, replies: Iterable[Message]
@@ -207,19 +243,28 @@ def _build_strategy_class() -> type:
                                    public_reason(exc))
             metrics = self._aggregate_train_metrics(accepted)
             now = time.perf_counter()
-            self.history.append({
+            entry = {
                 "round": server_round,
                 "results": len(valid),
+                "summed": len(agg),
+                "refused": len(refused),
+                "failed": len(errors),
                 "failures": len(errors) + len(refused),
                 "error_nodes": [m.metadata.src_node_id for m in errors],
                 "refused_nodes": refused,
-                "summed": len(agg),
+                "bytes_in": int(sum(sizes)),
                 "upload_bytes": float(np.mean(sizes)) if sizes else 0.0,
+                "bytes_out": self._bytes_out.pop(server_round, 0),
                 "aggregate_bytes": total_bytes,
                 "aggregate_s": now - t0,
                 "train_s": now - self._started.get(server_round, t0),
                 "round_s": None,
-            })
+            }
+            self.history.append(entry)
+            flwr_log(INFO, "secagg round %d: %d update(s) summed, %d refused, %d failed; "
+                     "%d bytes in, %d bytes out in train messages; %.3f s summing",
+                     server_round, entry["summed"], entry["refused"], entry["failed"],
+                     entry["bytes_in"], entry["bytes_out"], entry["aggregate_s"])
             return arrays, metrics
 
         def _aggregate_train_metrics(self, accepted: list[Message]) -> MetricRecord | None:

@@ -1,0 +1,1 @@
+"""Encrypted FedAvg on scikit-learn's digits as a Flower App (see ../pyproject.toml)."""
