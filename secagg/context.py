@@ -226,11 +226,13 @@ class PublicContext(_Encrypts):
         return self, self.backend
 
     def precompute(self, count: int, *, workers: int = 1, progress: bool = False) -> None:
-        """Precompute encryption randomness for ``count`` ciphertexts (Paillier).
+        """Precompute encryption randomness for ``count`` ciphertexts.
 
-        Run it between rounds: online encryption then costs one modular product
-        per ciphertext. The pool stays in this object and is never reused.
-        Schemes declare the capability (``"precompute" in backend.capabilities``);
+        Paillier: the ``R`` of each ciphertext; CKKS/BFV: public-key encryptions
+        of zero (``pub.backend.num_ciphertexts(values + 2)`` per update). Run it
+        between rounds: online encryption then costs one modular product per
+        Paillier ciphertext, an encoding and an addition per lattice one. The
+        pool stays in this object and is never reused. Schemes declare the capability (``"precompute" in backend.capabilities``);
         the others raise ``ConfigError``.
         """
         self.backend.precompute(count, workers=_check_workers(workers), progress=progress)

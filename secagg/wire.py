@@ -93,11 +93,16 @@ def digest(data: bytes | memoryview) -> bytes:
 
 def seal(kind: Kind, body: dict[str, Any]) -> bytes:
     """Serialize ``body`` as a payload of ``kind``."""
-    packed: bytes = msgpack.packb(body, use_bin_type=True)
-    head = _HEADER.pack(MAGIC, VERSION, int(kind), len(packed))
-    check = hashlib.blake2b(head, digest_size=_DIGEST_SIZE)
-    check.update(packed)  # the digest of head + body without building head + body
-    return b"".join((head, packed, check.digest()))
+    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+    packer.pack(body)
+    packed = packer.getbuffer()  # the packer's own buffer: no copy until the final join
+    try:
+        head = _HEADER.pack(MAGIC, VERSION, int(kind), len(packed))
+        check = hashlib.blake2b(head, digest_size=_DIGEST_SIZE)
+        check.update(packed)  # the digest of head + body without building head + body
+        return b"".join((head, packed, check.digest()))
+    finally:
+        packed.release()
 
 
 def peek_kind(data: bytes) -> Kind:

@@ -15,7 +15,7 @@ import tenseal as ts
 import tenseal.sealapi as sa
 
 from secagg.codec import FixedPointCodec
-from secagg.errors import FormatError, NoiseBudgetError
+from secagg.errors import ConfigError, FormatError, NoiseBudgetError
 from secagg.schemes.lattice.planner import BfvPlan, plan_bfv
 from secagg.schemes.lattice.seal import LatticePublic, LatticeSecret
 from secagg.wire import Body
@@ -68,6 +68,27 @@ class BfvPublic(LatticePublic[BfvPlan]):
         chunk[: values.size] = values
         self.encoder.encode(chunk.tolist(), pt)
         return pt
+
+
+    @property
+    def plain_size(self) -> int:
+        return self.plan.poly_modulus_degree
+
+    def scaled_plain(self, words: np.ndarray) -> np.ndarray:
+        """``floor((q*m + floor((t+1)/2)) / t)`` for each coefficient ``m`` (SEAL's rounding).
+
+        With ``q = Δt + r`` this is ``Δm + floor((rm + floor((t+1)/2)) / t)``: every
+        product stays below 2**64 for the planner's primes (``t**2`` and ``q``
+        below 2**63; checked), so numpy computes it exactly.
+        """
+        t, (q,) = self.plan.plain_modulus, self.moduli
+        if t * t >= 2**63 or q >= 2**63:
+            raise ConfigError("this BFV plan is too large for precomputed encryption.")
+        delta, r = divmod(q, t)
+        m = words.astype(np.uint64)
+        out = m * np.uint64(delta)
+        out += (m * np.uint64(r) + np.uint64((t + 1) // 2)) // np.uint64(t)
+        return out.reshape(1, -1)
 
 
 class BfvSecret(LatticeSecret):

@@ -88,6 +88,10 @@ class CkksPublic(LatticePublic[CkksPlan]):
         self.encoder.encode(values.astype(np.float64).tolist(), self._scale, pt)
         return pt
 
+    def scaled_plain(self, words: np.ndarray) -> np.ndarray:
+        # CKKS adds the NTT-form plaintext to c0 as it is (same scale, same level)
+        return words.reshape(len(self.moduli), -1)
+
     def check_extra(self, ct: sa.Ciphertext) -> bool:
         scale: float = ct.scale
         return scale == self._scale

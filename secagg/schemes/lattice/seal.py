@@ -23,6 +23,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import weakref
 from abc import abstractmethod
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -59,6 +60,16 @@ _MAX_CONTEXT_BYTES = 64 << 20
 # Measured (benchmarks/bench_lattice.py): forking pays off only for large
 # updates; below this many ciphertexts per worker the serial path is faster.
 _MIN_PARALLEL_CTS = 128
+
+_LIVE: weakref.WeakSet[LatticePublic[Any]] = weakref.WeakSet()
+
+
+def _drop_pools_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._pool.clear()
+
+
+parallel.on_fork_child(_drop_pools_in_child)
 
 
 class _Files:
@@ -141,6 +152,7 @@ def _progress(items: Any, enabled: bool, what: str) -> Any:
 class LatticePublic(PublicBackend, Generic[PlanT]):
     """Public half shared by CKKS and BFV: encrypt, validate, add SEAL ciphertexts."""
 
+    capabilities = frozenset({"precompute"})
     is_ntt_form: ClassVar[bool]  # how fresh ciphertexts of this scheme are stored
     encoder_type: ClassVar[type[Any]]  # SEAL's encoder for the scheme
 
@@ -161,9 +173,14 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         self._encryptor: sa.Encryptor | None = None
         self._max_ct_bytes = 2 * plan.poly_modulus_degree * 8 * 2 + 4096
         self._format: SealFormat | None = None
+        self._plain_prefix: bytes | None = None
+        #: precomputed public-key encryptions of zero, as residues (see :meth:`precompute`)
+        self._pool: list[np.ndarray] = []
+        _LIVE.add(self)
         data = self.seal.get_context_data(self._parms_id).parms()
         #: the data-level primes a fresh ciphertext's residues are taken modulo
         self.moduli: tuple[int, ...] = tuple(m.value() for m in data.coeff_modulus())
+        self._q_column = np.array(self.moduli, dtype=np.uint64).reshape(-1, 1)
 
     # -- scheme specifics ----------------------------------------------------
     @staticmethod
@@ -284,8 +301,14 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
             res = np.empty((hi - lo, fmt.polys, fmt.primes, fmt.degree), dtype=np.uint64)
             ct, enc = sa.Ciphertext(), self._public_encryptor()
             for j, i in enumerate(rows):
-                enc.encrypt(self.encode(values[i * s : (i + 1) * s]), ct)
-                fmt.residues(ct, res[j].reshape(-1))
+                pt = self.encode(values[i * s : (i + 1) * s])
+                try:
+                    zero = self._pool.pop()  # one atomic pop: no two ciphertexts share a zero
+                except IndexError:
+                    enc.encrypt(pt, ct)
+                    fmt.residues(ct, res[j].reshape(-1))
+                else:
+                    self._add_plain(zero, pt, res[j])
             return CtBatch(fmt, self.moduli, hi - lo, res=res)
         c0 = np.empty((hi - lo, fmt.primes, fmt.degree), dtype=np.uint64)
         seeds = []
@@ -301,7 +324,8 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         """Encrypt chunk by chunk, in forked workers when there is enough to share."""
         values = np.asarray(slots, dtype=np.int64)
         k = self.num_ciphertexts(values.size)
-        if workers <= 1 or k < 2 * _MIN_PARALLEL_CTS or not parallel.available():
+        if workers <= 1 or self._pool or k < 2 * _MIN_PARALLEL_CTS or not parallel.available():
+            # the pool (if any) is spent in this process; forked children empty theirs
             return self._encrypt_range(values, 0, k, seeded_encryptor, progress)
         fmt = self.format()
         FILES.ensure()  # before forking, so that workers share one scratch directory
@@ -334,6 +358,82 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         self, slots: np.ndarray, *, term: bool = False, workers: int = 1, progress: bool = False
     ) -> CtBatch:
         return self.encrypt_slots(slots, workers=workers, progress=progress)
+
+    # -- precomputed encryptions of zero ---------------------------------------
+    # A public-key encryption is an encryption of zero plus the plaintext (that is
+    # how SEAL computes it: encrypt_zero, then add the plaintext), and the zero
+    # does not depend on the data. ``precompute`` makes fresh encryptions of zero
+    # off the critical path (they are SEAL's own public-key encryptions of an
+    # all-zero plaintext at the planned scale); online encryption then encodes and
+    # adds, with no RLWE sampling and no NTT of the randomness. Each zero is
+    # popped once and used once: copies and pickles start with an empty pool and
+    # forked children empty theirs, exactly as for Paillier's pool.
+
+    def precompute(self, count: int, *, workers: int = 1, progress: bool = False) -> None:
+        """Add ``count`` fresh encryptions of zero (one per future ciphertext) to the pool."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigError(f"count must be a non-negative integer. Found {count!r}.")
+        fmt = self.format()
+        zero = self.encode(np.zeros(1, dtype=np.int64))
+        FILES.ensure()
+
+        def make(n: int) -> bytes:
+            res = np.empty((n, fmt.polys, fmt.primes, fmt.degree), dtype=np.uint64)
+            ct, enc = sa.Ciphertext(), self._public_encryptor()
+            for j in _progress(range(n), progress and workers <= 1, "precompute"):
+                enc.encrypt(zero, ct)
+                fmt.residues(ct, res[j].reshape(-1))
+            return res.tobytes()
+
+        per = -(-count // max(1, workers)) if count else 0
+        chunks = [min(per, count - i) for i in range(0, count, per)] if count else []
+        for blob in parallel.fork_map(make, chunks, workers):
+            self._pool.extend(np.frombuffer(blob, dtype=np.uint64).reshape(
+                -1, fmt.polys, fmt.primes, fmt.degree).copy())
+
+    @property
+    def pool_size(self) -> int:
+        """How many precomputed encryptions of zero are left."""
+        return len(self._pool)
+
+    def __copy__(self) -> Self:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._pool = []
+        _LIVE.add(new)
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pool"] = []
+        return state
+
+    def plain_words(self, pt: sa.Plaintext) -> np.ndarray:
+        """A plaintext's coefficients as SEAL holds them (CKKS: NTT residues; BFV: mod t)."""
+        body = SealFormat._body(FILES.save(pt))
+        n = self.plain_size
+        if self._plain_prefix is None:
+            self._plain_prefix = body[: len(body) - 8 * n]
+        if len(body) != len(self._plain_prefix) + 8 * n or not body.startswith(self._plain_prefix):
+            raise CiphertextError("SEAL encoded a plaintext in an unexpected layout.")
+        return np.frombuffer(body, dtype="<u8", offset=len(self._plain_prefix))
+
+    @property
+    def plain_size(self) -> int:
+        """Words of an encoded plaintext."""
+        return self.plan.poly_modulus_degree * len(self.moduli)
+
+    @abstractmethod
+    def scaled_plain(self, words: np.ndarray) -> np.ndarray:
+        """What adding the plaintext adds to ``c0``, residue by residue (shape (primes, degree))."""
+
+    def _add_plain(self, zero: np.ndarray, pt: sa.Plaintext, out: np.ndarray) -> None:
+        """``out = zero + (pt, 0)``: a precomputed zero plus the plaintext, modulo each prime."""
+        q = self._q_column
+        out[...] = zero
+        c0 = out[0]
+        np.add(c0, self.scaled_plain(self.plain_words(pt)), out=c0)
+        np.minimum(c0, c0 - q, out=c0)  # c0 - q wraps above c0 unless c0 >= q: a reduction
 
     # -- wire ciphertexts ----------------------------------------------------
     def batch(self, cts: Any) -> CtBatch:
