@@ -232,8 +232,9 @@ class PublicContext(_Encrypts):
         of zero (``pub.backend.num_ciphertexts(values + 2)`` per update). Run it
         between rounds: online encryption then costs one modular product per
         Paillier ciphertext, an encoding and an addition per lattice one. The
-        pool stays in this object and is never reused. Schemes declare the capability (``"precompute" in backend.capabilities``);
-        the others raise ``ConfigError``.
+        pool stays in this object and is never reused. Schemes declare the
+        capability (``"precompute" in backend.capabilities``); the others raise
+        ``ConfigError``.
         """
         self.backend.precompute(count, workers=_check_workers(workers), progress=progress)
 
