@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=11_200_000)
     parser.add_argument("--scheme", default="bfv", choices=["bfv", "ckks", "paillier"])
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the encrypted run (2: see whether round 2's train decrypts)")
     parser.add_argument("--out", type=Path, help="write bench_deploy.json here")
     args = parser.parse_args()
     pad = max(args.values - MLP_VALUES, 0)
@@ -79,8 +81,12 @@ def main() -> None:
                     "min-nodes": 2, "pad-values": pad, "round-timeout": args.timeout}
             plain = _round(d, {**base, "mode": "plain",
                                "history-json": str(tmp / "plain.json")}, args.timeout)
-            enc = _round(d, {**base, "mode": "secagg",
+            enc = _round(d, {**base, "mode": "secagg", "num-server-rounds": args.rounds,
                              "history-json": str(tmp / "secagg.json")}, args.timeout)
+            # what the nodes' secagg_mod logged: decrypt and encrypt seconds per message
+            client_log = [line.split("secagg_mod: ", 1)[1].strip()
+                          for i in range(2) for line in d.log(f"node{i}").read_text().splitlines()
+                          if "secagg_mod: " in line]
         finally:
             d.close()
     h = enc["history"][0]
@@ -93,6 +99,7 @@ def main() -> None:
         "bytes_in": h["bytes_in"], "bytes_out": h["bytes_out"], "summing_s": h["aggregate_s"],
         "summed": h["summed"], "flwr_run_s": {"plain": plain["flwr_run_s"],
                                               "secagg": enc["flwr_run_s"]},
+        "rounds": args.rounds, "client_log": client_log,
     }
     print(json.dumps(report, indent=1))
     if args.out:
