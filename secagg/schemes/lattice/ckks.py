@@ -20,7 +20,7 @@ import tenseal as ts
 import tenseal.sealapi as sa
 
 from secagg.codec import FixedPointCodec
-from secagg.errors import FormatError, NoiseBudgetError
+from secagg.errors import SUM_OUT_OF_RANGE, FormatError, NoiseBudgetError, SumOverflowError
 from secagg.schemes.lattice.planner import (
     CkksPlan,
     ckks_failure_log2,
@@ -105,6 +105,8 @@ class CkksSecret(LatticeSecret):
 
     def decode(self, pt: sa.Plaintext, ct: sa.Ciphertext) -> np.ndarray:
         raw = np.asarray(self.public.encoder.decode_double(pt), dtype=np.float64)
+        if raw.size and not np.all(np.abs(raw) < 2.0**62):  # int64 could not hold it (or NaN)
+            raise SumOverflowError(SUM_OUT_OF_RANGE)
         rounded = np.rint(raw)
         if raw.size and np.abs(raw - rounded).max() > _MAX_RESIDUAL:
             # no numbers from the unrounded decryption in the message: they leak key information

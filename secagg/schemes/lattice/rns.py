@@ -53,6 +53,10 @@ BLOCK = 1 << 16
 _HEADER = struct.Struct("<HBBBBHQ")  # SEAL's SEALHeader: magic, size, version, compression, size
 _SEAL_MAGIC = 0xA15E
 _COMPR_NONE, _COMPR_ZSTD = 0, 2
+#: bytes of SEAL's record of the seed that expands to ``c1``: its 16-byte header, the PRNG
+#: type (1: BLAKE2xb, what SEAL uses) and the 512-bit seed
+SEED_RECORD = 81
+_BLAKE2XB = 1
 _MAX_SEAL_BYTES = 1 << 24
 
 
@@ -131,6 +135,10 @@ class SealFormat:
         # are its size, and the array's word count)
         self.seeded_prefix = self.prefix[:-16] + struct.pack(
             "<QQ", _HEADER.size + 8 + 8 * self.words // self.polys, self.words // self.polys)
+        #: how every seed record SEAL writes begins: one encoding only, so that the same
+        #: ciphertext cannot arrive as different bytes (replays are refused by their bytes)
+        self.seed_head = _HEADER.pack(_SEAL_MAGIC, _HEADER.size, self._major, self._minor,
+                                      _COMPR_NONE, 0, SEED_RECORD) + bytes([_BLAKE2XB])
 
     @staticmethod
     def _body(blob: bytes) -> bytes:
@@ -148,6 +156,19 @@ class SealFormat:
                                                           max_output_size=_MAX_SEAL_BYTES)
         return body
 
+    @staticmethod
+    def each(op: Any, *columns: Any) -> list[sa.Ciphertext]:
+        """``op(a, b, ..., dest)`` on SEAL ciphertexts into new objects (errors: ``CiphertextError``)."""
+        out = []
+        for args in zip(*columns):
+            dest = sa.Ciphertext()
+            try:
+                op(*args, dest)
+            except Exception as exc:  # e.g. a sum SEAL calls transparent (all zero)
+                raise CiphertextError(f"ciphertexts cannot be added: {exc}") from None
+            out.append(dest)
+        return out
+
     def residues(self, ct: sa.Ciphertext, out: np.ndarray) -> None:
         """Copy a SEAL ciphertext's residues into ``out`` (``polys*primes*degree`` uint64)."""
         body = self._body(self._files.save(ct))
@@ -160,9 +181,11 @@ class SealFormat:
         body = self._body(blob)
         n = 8 * self.words // self.polys
         start = len(self.seeded_prefix)
-        if body[:start] != self.seeded_prefix or len(body) <= start + n:
+        seed = body[start + n:]
+        if (body[:start] != self.seeded_prefix or len(seed) != SEED_RECORD
+                or not seed.startswith(self.seed_head)):
             raise CiphertextError("SEAL's seeded ciphertext has an unexpected layout.")
-        return np.frombuffer(body, dtype="<u8", count=n // 8, offset=start), body[start + n:]
+        return np.frombuffer(body, dtype="<u8", count=n // 8, offset=start), seed
 
     def _load(self, body: bytes) -> sa.Ciphertext:
         head = _HEADER.pack(_SEAL_MAGIC, _HEADER.size, self._major, self._minor, _COMPR_NONE, 0,
@@ -272,13 +295,9 @@ class CtBatch(Sequence[Any]):
     def copy(self) -> CtBatch:
         """An independent batch holding the same ciphertexts (the aggregator's accumulator)."""
         if self.in_seal:
-            ev, out = self._fmt.evaluator, []
-            for ct in self._seal or ():
-                dup = sa.Ciphertext()
-                ev.negate(ct, dup)
-                ev.negate_inplace(dup)
-                out.append(dup)
-            return CtBatch(self._fmt, self._moduli, self.k, seal=out)
+            ev = self._fmt.evaluator
+            negated = self._fmt.each(ev.negate, self._seal or ())
+            return CtBatch(self._fmt, self._moduli, self.k, seal=self._fmt.each(ev.negate, negated))
         if self._seeded is not None and self._res is None:
             c0, seeds = self._seeded
             return CtBatch(self._fmt, self._moduli, self.k, seeded=(np.array(c0), list(seeds)))
@@ -296,11 +315,12 @@ class CtBatch(Sequence[Any]):
         ``self`` must own its residues (see :meth:`copy`). Nothing here can fail
         once both batches are validated, so a caller may commit state after it.
         """
-        self._wire = None
         if self.in_seal and other.in_seal:  # seeded uploads: SEAL expanded them, SEAL adds them
-            for a, b in zip(self._seal or (), other._seal or ()):
-                self._fmt.evaluator.add_inplace(a, b)
+            # out of place, swapped in only when every ciphertext added: a refusal changes nothing
+            self._seal = self._fmt.each(self._fmt.evaluator.add, self._seal or (), other._seal or ())
+            self._wire = None
             return
+        self._wire = None
         q_max = max(self._moduli)
         if self._res is None:
             self._res = self._materialize()
@@ -390,7 +410,10 @@ def check_layout(obj: dict[str, Any], fmt: SealFormat, moduli: tuple[int, ...], 
     """Check an ``rns`` map's fields against the context; returns the residue width."""
     want = {"count": k, "degree": fmt.degree, "moduli": list(moduli), "width": width_of(moduli)}
     for name, value in want.items():
-        if obj.get(name) != value:
+        found = obj.get(name)
+        exact = (type(found) is int if name != "moduli" else
+                 type(found) is list and all(type(q) is int for q in found))
+        if not exact or found != value:
             raise CiphertextError(
                 f"ciphertext field {name!r} does not match the context (want {value})."
             )

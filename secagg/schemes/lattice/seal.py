@@ -43,6 +43,7 @@ from secagg.errors import (
 from secagg.schemes.base import PublicBackend, SecretBackend
 from secagg.schemes.lattice.planner import HE_STANDARD_MAX_LOGQ, LatticePlan
 from secagg.schemes.lattice.rns import (
+    SEED_RECORD,
     CtBatch,
     CtView,
     SealFormat,
@@ -127,8 +128,6 @@ class _Files:
 
 
 FILES = _Files()
-#: bytes of SEAL's record of the seed that expands to ``c1`` (header, PRNG type, 512-bit seed)
-SEED_RECORD = 81
 
 
 def load_context(blob: bytes) -> ts.Context:
@@ -171,7 +170,6 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         self._evaluator = sa.Evaluator(self.seal)
         self.encoder = self.encoder_type(self.seal)
         self._encryptor: sa.Encryptor | None = None
-        self._max_ct_bytes = 2 * plan.poly_modulus_degree * 8 * 2 + 4096
         self._format: SealFormat | None = None
         self._plain_prefix: bytes | None = None
         #: precomputed public-key encryptions of zero, as residues (see :meth:`precompute`)
@@ -462,12 +460,18 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
                     f"expected {n_cts} {self.scheme.upper()} ciphertexts in the rns layout."
                 )
             return
-        if not isinstance(obj, list) or len(obj) != n_cts:
-            raise CiphertextError(f"expected a list of {n_cts} {self.scheme.upper()} ciphertexts.")
+        if isinstance(obj, list):
+            raise CiphertextError(
+                f"these {self.scheme.upper()} ciphertexts are in SEAL's own serialization, which "
+                "secagg no longer reads (one update could then arrive as two different byte "
+                "strings); encrypt the update again with this version of secagg."
+            )
+        raise CiphertextError(f"expected {n_cts} {self.scheme.upper()} ciphertexts in the rns layout.")
 
     def _check_loaded(self, ct: sa.Ciphertext, i: int) -> None:
         ok = (
             ct.size() == 2
+            and not ct.is_transparent()
             and ct.is_ntt_form() == self.is_ntt_form
             and ct.parms_id() == self._parms_id
             and self.check_extra(ct)
@@ -480,24 +484,10 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
     def ciphertexts_from_wire(self, obj: Any, n_slots: int) -> CtBatch:
         self.precheck(obj, n_slots)
         k, fmt = self.num_ciphertexts(n_slots), self.format()
-        if isinstance(obj, dict):
-            width = check_layout(obj, fmt, self.moduli, k)
-            if obj["layout"] == "rns":
-                return CtBatch.from_packed(fmt, self.moduli, k, obj["data"], width)
-            return self._seeded_from_wire(obj, k, width)
-        out = []  # SEAL's own serialization, one blob per ciphertext (payloads before the rns layout)
-        for i, blob in enumerate(obj):
-            if not isinstance(blob, bytes) or len(blob) > self._max_ct_bytes:
-                raise CiphertextError(f"ciphertext {i} is not bytes of a plausible size.")
-            try:
-                ct = FILES.load_ciphertext(self.seal, blob)
-            except Exception as exc:
-                raise CiphertextError(f"ciphertext {i} does not load: {exc}") from None
-            self._check_loaded(ct, i)
-            out.append(ct)
-        batch = CtBatch(fmt, self.moduli, k, seal=out)
-        batch._wire = obj
-        return batch
+        width = check_layout(obj, fmt, self.moduli, k)
+        if obj["layout"] == "rns":
+            return CtBatch.from_packed(fmt, self.moduli, k, obj["data"], width)
+        return self._seeded_from_wire(obj, k, width)
 
     def _seeded_from_wire(self, obj: dict[str, Any], k: int, width: int) -> CtBatch:
         """Seeded ciphertexts: ``c0`` validated here, ``c1`` expanded from its seed by SEAL."""
@@ -506,6 +496,8 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         seeds = obj.get("seeds")
         if not isinstance(seeds, bytes) or len(seeds) != k * SEED_RECORD:
             raise CiphertextError(f"seeded ciphertexts need {k} seed records of {SEED_RECORD} bytes.")
+        if any(not seeds.startswith(fmt.seed_head, i * SEED_RECORD) for i in range(k)):
+            raise CiphertextError("a seed record is not in the form SEAL writes; refusing it.")
         check_residues(obj["data"], k * words, self.moduli, fmt.degree, width)
         out = []
         for i in range(k):

@@ -108,20 +108,59 @@ def test_seed_records_are_checked(ctx):
         EncryptedUpdate.from_bytes(_reseal(data, seeds=b"\x01" * len(seeds)), ctx.public)
 
 
-def test_payloads_in_seals_own_serialization_are_still_read(ctx):
-    """Updates written before the rns layout (one SEAL blob per ciphertext) sum with new ones."""
+def test_payloads_in_seals_own_serialization_are_refused(ctx):
+    """One blob per ciphertext (the old layout) would let one update arrive as two byte strings."""
     pub = ctx.public
-    x = np.linspace(-1, 1, pub.backend.slots + 5)
-    new = pub.encrypt(x)
-    old_kind, body = _body(new.to_bytes())
+    new = pub.encrypt(np.linspace(-1, 1, 40))
+    kind, body = _body(new.to_bytes())
     body["ciphertexts"] = [FILES.save(c.ct) for c in new.ciphertexts]
-    old = seal(old_kind, body)
-    agg = secagg.Aggregator(pub)
-    agg.add(old)
-    agg.add(pub.encrypt(x).to_bytes())
-    agg.add(ctx.encrypt(x).to_bytes())
-    codec = pub.codec
-    assert ctx.decrypt_raw(agg.result()).values.tolist() == (3 * codec.encode(x)).tolist()
+    with pytest.raises(CiphertextError, match="encrypt the update again"):
+        EncryptedUpdate.from_bytes(seal(kind, body), pub)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("count", True), ("count", 1.0), ("degree", 4096.0), ("width", 6.0), ("moduli", "float"),
+])
+def test_layout_fields_must_have_their_exact_types(ctx, field, value):
+    """``4096.0 == 4096`` in Python: a float or bool in place of an int would re-encode an update."""
+    pub = ctx.public
+    data = pub.encrypt(np.zeros(10)).to_bytes()
+    cts = _body(data)[1]["ciphertexts"]
+    if value == "float":
+        value = [float(q) for q in cts["moduli"]]
+    elif field == "count":
+        value = type(value)(cts["count"])
+    with pytest.raises(CiphertextError, match=field):
+        EncryptedUpdate.from_bytes(_reseal(data, **{field: value}), pub)
+
+
+def test_a_seed_record_in_another_encoding_is_refused(ctx):
+    data = ctx.encrypt(np.zeros(10)).to_bytes()
+    seeds = bytearray(_body(data)[1]["ciphertexts"]["seeds"])
+    for where, byte in ((5, 7), (6, 1), (7, 1), (16, 2)):  # minor version, reserved, PRNG type
+        bad = bytearray(seeds)
+        bad[where] = byte
+        with pytest.raises(CiphertextError):
+            EncryptedUpdate.from_bytes(_reseal(data, seeds=bytes(bad)), ctx.public)
+
+
+def test_a_sum_seal_calls_transparent_is_refused_and_changes_nothing(ctx):
+    """Found by attack: SEAL objects added in place, one ciphertext at a time, failed half way."""
+    pub = ctx.public
+    b = pub.backend
+    x = np.full(b.slots + 3, 0.25)
+    acc = b.raw_copy(b.ciphertexts_from_wire(
+        _body(ctx.encrypt(x).to_bytes())[1]["ciphertexts"], x.size + 2))  # seeded: held by SEAL
+    assert acc.in_seal and len(acc) == 2
+    before = acc.copy().residues().copy()
+    q = b.moduli[0]
+    fmt = b.format()
+    cancel = before.copy()
+    cancel[1] = (q - cancel[1]) % q  # ciphertext 1 negated: the sum of the two is all zero
+    other = type(acc)(fmt, acc._moduli, 2, seal=[fmt.ciphertext(c) for c in cancel])
+    with pytest.raises(CiphertextError):
+        b.raw_accumulate(acc, other)
+    assert np.array_equal(acc.residues(), before)  # nothing of ciphertext 0 was added either
 
 
 def test_a_result_does_not_change_when_the_aggregator_goes_on(ctx):
