@@ -117,6 +117,7 @@ from secagg.errors import (
     public_reason,
 )
 from secagg.guard import DEFAULT_MAX_REFUSALS, DecryptionGuard, state_from_json, state_to_json
+from secagg.integrations.flower._common import StagedMixin, built_once, check_stage_timeout
 from secagg.integrations.flower.records import (
     _SERVER_ROUND,
     FINGERPRINT_KEY,
@@ -142,7 +143,6 @@ from secagg.update import EncryptedUpdate
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
     from flwr.serverapp import Grid
-    from flwr.serverapp.strategy import Result
 
 __all__ = [
     "ThresholdMod",
@@ -534,17 +534,9 @@ def threshold_mod(kit: Any, **options: Any) -> ThresholdMod:
 # ---------------------------------------------------------------------------
 # the strategy
 # ---------------------------------------------------------------------------
-_STRATEGY: type | None = None
-_STRATEGY_LOCK = threading.Lock()
-
-
 def threshold_strategy_class() -> type:
     """``ThresholdFedAvg``, built on first use (it subclasses flwr's FedAvg)."""
-    global _STRATEGY
-    with _STRATEGY_LOCK:
-        if _STRATEGY is None:
-            _STRATEGY = _build_strategy_class()
-    return _STRATEGY
+    return _strategy_class()
 
 
 def _stage_record(msg: Message, stage: str) -> Any:
@@ -559,7 +551,7 @@ def _build_strategy_class() -> type:
     from flwr.app import ConfigRecord, Message, MessageType, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
-    class ThresholdFedAvg(FedAvg):
+    class ThresholdFedAvg(StagedMixin, FedAvg):
         """Flower's FedAvg over a t-of-n threshold Paillier key held by the silos (module docs).
 
         The strategy holds **public material only**: the
@@ -617,10 +609,7 @@ def _build_strategy_class() -> type:
             if fed.public.backend.insecure and not allow_insecure:
                 raise ConfigError("this federation's key is an insecure test key; pass "
                                   "allow_insecure=True in tests only.")
-            if stage_timeout is not None and not (
-                    isinstance(stage_timeout, (int, float)) and stage_timeout > 0):
-                raise ConfigError(f"stage_timeout must be a positive number of seconds or None. "
-                                  f"Found {stage_timeout!r}.")
+            check_stage_timeout(stage_timeout)
             self.federation = fed
             self.public_context = fed.public
             self.combine = fed.combine
@@ -653,23 +642,6 @@ def _build_strategy_class() -> type:
             _log.info("\t\t└── combined by %s; reduce '%s'",
                       "the server (it learns the mean)" if self.combine == "server"
                       else "the silos (the server never learns the model)", self.reduce)
-
-        def start(
-            self,
-            grid: Grid,
-            initial_arrays: ArrayRecord,
-            num_rounds: int = 3,
-            timeout: float = 3600,
-            train_config: ConfigRecord | None = None,
-            evaluate_config: ConfigRecord | None = None,
-            evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
-        ) -> Result:
-            """``FedAvg.start``; the partial and combine exchanges wait ``stage_timeout`` (or ``timeout``)."""
-            self._timeout = float(timeout if self.stage_timeout is None else self.stage_timeout)
-            self._grid = grid
-            return super().start(grid, initial_arrays, num_rounds=num_rounds, timeout=timeout,
-                                 train_config=train_config, evaluate_config=evaluate_config,
-                                 evaluate_fn=evaluate_fn)
 
         def _config(self, config: ConfigRecord) -> None:
             config[REDUCE_KEY] = self.reduce
@@ -804,7 +776,7 @@ def _build_strategy_class() -> type:
             if entry["stopped"]:
                 _log.warning("aggregate_train: threshold round %d stopped: %s; keeping the "
                              "previous global model.", server_round, entry["stopped"])
-            metrics = self._metrics(accepted)
+            metrics = self._train_metrics(accepted)
             now = time.perf_counter()
             entry.update(aggregate_s=now - t0,
                          train_s=now - self._started.get(server_round, t0), round_s=None)
@@ -885,27 +857,10 @@ def _build_strategy_class() -> type:
                       server_round)
             return aggregate_to_arrays(total_bytes)
 
-        def _metrics(self, accepted: list[Message]) -> MetricRecord | None:
-            contents = [m.content for m in accepted]
-            if not contents or any(len(c.metric_records) != 1 for c in contents):
-                return None
-            try:
-                out: MetricRecord = self.train_metrics_aggr_fn(contents, self.weighted_by_key)
-            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-                _log.warning("aggregate_train: client metrics not aggregated: %s", exc)
-                return None
-            return out
-
-        def aggregate_evaluate(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> MetricRecord | None:
-            """FedAvg's metric aggregation (every ``num-examples`` is 1: a plain mean)."""
-            metrics = super().aggregate_evaluate(server_round, replies)
-            if self.history and self.history[-1]["round"] == server_round:
-                self.history[-1]["round_s"] = time.perf_counter() - self._started.pop(
-                    server_round, time.perf_counter())
-            return metrics
 
     ThresholdFedAvg.__module__ = "secagg.integrations.flower"
     ThresholdFedAvg.__qualname__ = "ThresholdFedAvg"
     return ThresholdFedAvg
+
+
+_strategy_class = built_once(_build_strategy_class)
