@@ -93,6 +93,8 @@ from secagg.integrations.flower.records import (
     call_app,
     error_reply,
     hide_counts,
+    sample_weight,
+    trained_record,
 )
 from secagg.masking import shamir
 from secagg.masking.protocol import (
@@ -310,21 +312,10 @@ class MaskedMod:
     def _weight(self, content: RecordDict, reduce: str, config: MaskingConfig) -> int:
         if reduce == "mean":
             return 1
-        counts = [m[self.weighted_by_key] for m in content.metric_records.values()
-                  if self.weighted_by_key in m]
-        if len(counts) != 1:
-            raise _ModError(f"sample-weighted FedAvg needs one MetricRecord with "
-                            f"{self.weighted_by_key!r} in the train reply; found {len(counts)}.")
-        n = counts[0]
-        if isinstance(n, float) and n.is_integer():
-            n = int(n)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _ModError(f"{self.weighted_by_key!r} must be a positive integer; got {n!r}.")
         max_weight = config.codec.max_weight
-        if n > max_weight:
-            _log.warning("masked_mod: %s=%d exceeds the round's max_weight=%d; the update is "
-                         "weighted by %d.", self.weighted_by_key, n, max_weight, max_weight)
-        return check_weight(min(n, max_weight), max_weight)
+        return check_weight(sample_weight(content, self.weighted_by_key, max_weight,
+                                          who="masked_mod", whose="the round's",
+                                          error=_ModError), max_weight)
 
     def _keys(self, msg: Message, record: ConfigRecord, context: Context,
               call_next: Callable[[Message, Context], Message]) -> Message:
@@ -347,13 +338,7 @@ class MaskedMod:
             return reply
         try:
             content = reply.content
-            arrays = content.array_records
-            if len(arrays) != 1:
-                raise _ModError(f"a train reply must hold exactly one ArrayRecord (the trained "
-                                f"model); found {len(arrays)}.")
-            if MASK_RECORD_KEY in content:
-                raise _ModError(f"the train reply already has a record named {MASK_RECORD_KEY!r}.")
-            ((array_key, trained),) = arrays.items()
+            array_key, trained = trained_record(content, MASK_RECORD_KEY, _ModError)
             tree = _arrays_to_tree(trained)
             spec, flat = flatten(tree)
             if spec.num_values == 0:

@@ -128,9 +128,11 @@ from secagg.integrations.flower.records import (
     _tree_to_arrays,
     aggregate_from_arrays,
     aggregate_to_arrays,
-    call_app,
+    app_reply,
     error_reply,
     hide_counts,
+    sample_weight,
+    trained_record,
 )
 from secagg.threshold.combine import combine
 from secagg.threshold.federation import Federation, SiloKit
@@ -301,6 +303,9 @@ class ThresholdMod:
                             "this Context has none.")
         return state
 
+    def _hide_counts(self, content: RecordDict) -> RecordDict:
+        return hide_counts(content, self.weighted_by_key, self.send_metrics)
+
     def _kept(self, node_context: Context) -> dict[str, Any]:
         record = self._state(node_context).config_records.get(THRESHOLD_STATE_KEY)
         return {} if record is None else dict(record)
@@ -369,32 +374,14 @@ class ThresholdMod:
     def _weight(self, content: RecordDict, reduce: str, max_weight: int) -> int:
         if reduce == "mean":
             return 1
-        counts = [m[self.weighted_by_key] for m in content.metric_records.values()
-                  if self.weighted_by_key in m]
-        if len(counts) != 1:
-            raise _ModError(f"sample-weighted FedAvg needs one MetricRecord with "
-                            f"{self.weighted_by_key!r} in the train reply; found {len(counts)}.")
-        n = counts[0]
-        if isinstance(n, float) and n.is_integer():
-            n = int(n)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _ModError(f"{self.weighted_by_key!r} must be a positive integer; got {n!r}.")
-        if n > max_weight:
-            _log.warning("threshold_mod: %s=%d exceeds the key's max_weight=%d; the update is "
-                         "weighted by %d.", self.weighted_by_key, n, max_weight, max_weight)
-        return min(n, max_weight)
+        return sample_weight(content, self.weighted_by_key, max_weight, who="threshold_mod",
+                             whose="the key's", error=_ModError)
 
     def _update_reply(self, msg: Message, reply: Message, kit: SiloKit) -> Message:
         from flwr.app import ConfigRecord
 
         content = reply.content
-        arrays = content.array_records
-        if len(arrays) != 1:
-            raise _ModError(f"a train reply must hold exactly one ArrayRecord (the trained "
-                            f"model); found {len(arrays)}.")
-        if THRESHOLD_RECORD_KEY in content:
-            raise _ModError(f"the train reply already has a record named {THRESHOLD_RECORD_KEY!r}.")
-        ((array_key, record),) = arrays.items()
+        array_key, record = trained_record(content, THRESHOLD_RECORD_KEY, _ModError)
         reduce = _config_value(msg.content, REDUCE_KEY) or "weighted_mean"
         if reduce not in REDUCES:
             raise _ModError(f"unknown {REDUCE_KEY} {reduce!r:.40}; expected one of {REDUCES}.")
@@ -408,7 +395,7 @@ class ThresholdMod:
                          "clip at the ceremony so that it covers the model's weights.",
                          update.num_clipped, pub.codec.clip)
         envelope = kit.sign(update, server_round)
-        out = hide_counts(content, self.weighted_by_key, self.send_metrics)
+        out = self._hide_counts(content)
         del out[array_key]
         out[THRESHOLD_RECORD_KEY] = ConfigRecord({_STAGE: "update", "envelope": envelope})
         reply.content = out
@@ -511,16 +498,8 @@ class ThresholdMod:
             self._model_in(msg, kit, context)
         except Exception as exc:
             return self._error(msg, exc)
-        reply, ok = call_app("threshold_mod", msg, context, call_next)
-        if not ok:
-            return reply
-        if mtype == "evaluate":
-            reply.content = hide_counts(reply.content, self.weighted_by_key, self.send_metrics)
-            return reply
-        try:
-            return self._update_reply(msg, reply, kit)
-        except Exception as exc:
-            return self._error(msg, exc)
+        return app_reply("threshold_mod", msg, context, call_next, self._hide_counts,
+                         lambda reply: self._update_reply(msg, reply, kit))
 
 
 def threshold_mod(kit: Any, **options: Any) -> ThresholdMod:
