@@ -1,4 +1,4 @@
-"""Flower test helpers shared by tests/integrations/test_flower.py and tests/adversary.
+"""Flower test helpers shared by tests/integrations/test_flower*.py and tests/adversary.
 
 A deterministic ClientApp, and the strategy and the app driven in process (no
 Ray). The ``task_identity`` fixture they need lives in ``tests/conftest.py``.
@@ -7,6 +7,7 @@ Ray). The ``task_identity`` fixture they need lives in ``tests/conftest.py``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,11 +19,13 @@ from flwr.app import (
     ArrayRecord,
     ConfigRecord,
     Context,
+    Error,
     Message,
     MetricRecord,
     RecordDict,
 )
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 
 import secagg
 from secagg.integrations import flower as sf
@@ -50,22 +53,24 @@ def num_examples(pid: int) -> int:
     return 10 * (pid + 1)
 
 
-def make_app(context: bytes, fail: frozenset = frozenset(), **mod_options) -> ClientApp:
-    """Train: global + client_value, weighted by num_examples; raise for (round, pid) in fail.
+def add_train_evaluate(app: ClientApp, *, check: Callable[[Message, int, int], None] | None = None,
+                       float32: bool = True) -> ClientApp:
+    """Give ``app`` the deterministic train and evaluate functions; returns it.
 
-    Evaluate: report the sum of the received model's values (which must be plaintext).
+    Train: ``check(msg, pid, rnd)`` first if given; with ``float32``, assert the
+    received arrays are float32 (plaintext); reply global + client_value, weighted
+    by num_examples. Evaluate: report the sum of the received model's values.
     """
-    mod_options.setdefault("allow_insecure", True)
-    app = ClientApp(mods=[sf.secagg_mod(context, **mod_options)])
 
     @app.train()
     def train(msg: Message, ctx: Context) -> Message:
         pid = int(ctx.node_config["partition-id"])
         rnd = int(msg.content["config"]["server-round"])
-        if (rnd, pid) in fail:
-            raise RuntimeError(f"dropout of partition {pid} in round {rnd}")
+        if check is not None:
+            check(msg, pid, rnd)
         arrays = msg.content["arrays"].to_numpy_ndarrays()
-        assert all(a.dtype == np.float32 for a in arrays)  # plaintext, not the encrypted record
+        if float32:
+            assert all(a.dtype == np.float32 for a in arrays)  # plaintext, not a ciphertext
         out = [a + np.float32(client_value(pid, rnd)) for a in arrays]
         return Message(RecordDict({
             "arrays": ArrayRecord(out),
@@ -80,6 +85,21 @@ def make_app(context: bytes, fail: frozenset = frozenset(), **mod_options) -> Cl
         })}), reply_to=msg)
 
     return app
+
+
+def make_app(context: bytes, fail: frozenset = frozenset(), **mod_options) -> ClientApp:
+    """Train: global + client_value, weighted by num_examples; raise for (round, pid) in fail.
+
+    Evaluate: report the sum of the received model's values (which must be plaintext).
+    """
+    mod_options.setdefault("allow_insecure", True)
+
+    def check(msg: Message, pid: int, rnd: int) -> None:
+        if (rnd, pid) in fail:
+            raise RuntimeError(f"dropout of partition {pid} in round {rnd}")
+
+    return add_train_evaluate(ClientApp(mods=[sf.secagg_mod(context, **mod_options)]),
+                              check=check)
 
 
 def weighted_mean(global_model: list[np.ndarray], pids: list[int], rnd: int) -> list[np.ndarray]:
@@ -105,6 +125,33 @@ class FakeGrid:
 
     def get_node_ids(self):
         return list(self.node_ids)
+
+
+class AppGrid:
+    """A Grid routing messages to a ClientApp in process; each node keeps its Context.
+
+    ``nodes``: node id -> partition id. :meth:`reply` turns an exception of the app
+    into an error reply, as on Flower's engines.
+    """
+
+    def __init__(self, app: ClientApp, nodes: dict[int, int]):
+        self.app = app
+        self.nodes = dict(nodes)
+        self.contexts = {nid: Context(run_id=1, node_id=nid,
+                                      node_config={"partition-id": pid,
+                                                   "num-partitions": len(self.nodes)},
+                                      state=RecordDict(), run_config={})
+                         for nid, pid in self.nodes.items()}
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def reply(self, m: Message) -> Message:
+        try:
+            return self.app(m, self.contexts[m.metadata.dst_node_id])
+        except Exception as exc:
+            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                                 reason=type(exc).__name__), reply_to=m)
 
 
 NODES = {1000 + pid: pid for pid in range(N)}

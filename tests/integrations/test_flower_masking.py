@@ -15,9 +15,7 @@ from flwr.app import (
     ArrayRecord,
     ConfigRecord,
     Context,
-    Error,
     Message,
-    MetricRecord,
     RecordDict,
 )
 from flwr.clientapp import ClientApp
@@ -28,7 +26,13 @@ from secagg.codec import FixedPointCodec
 from secagg.integrations import flower as sf
 from secagg.integrations.flower import masking as fm
 from secagg.masking import MaskingClient, MaskingConfig
-from tests.integrations.flower_helpers import INIT, client_value, num_examples, weighted_mean
+from tests.integrations.flower_helpers import (
+    INIT,
+    AppGrid,
+    add_train_evaluate,
+    client_value,
+    weighted_mean,
+)
 
 CLIP, FRAC = 4.0, 16
 BOUND = FixedPointCodec(clip=CLIP, frac_bits=FRAC, max_clients=8).error_bound + 1e-6
@@ -63,31 +67,14 @@ def masked_app(fail: frozenset = frozenset(), **mod_options) -> ClientApp:
 
     Evaluate: report the checksum of the received (plaintext) model.
     """
-    app = ClientApp(mods=[dropper(fail), sf.masked_mod(**mod_options)])
-
-    @app.train()
-    def train(msg: Message, ctx: Context) -> Message:
-        pid = int(ctx.node_config["partition-id"])
-        rnd = int(msg.content["config"]["server-round"])
+    def check(msg: Message, pid: int, rnd: int) -> None:
         assert sf.MASK_RECORD_KEY not in msg.content  # the function sees a plain train message
-        arrays = msg.content["arrays"].to_numpy_ndarrays()
-        out = [a + np.float32(client_value(pid, rnd)) for a in arrays]
-        return Message(RecordDict({
-            "arrays": ArrayRecord(out),
-            "metrics": MetricRecord({"num-examples": num_examples(pid), "pid": pid}),
-        }), reply_to=msg)
 
-    @app.evaluate()
-    def evaluate(msg: Message, ctx: Context) -> Message:
-        arrays = msg.content["arrays"].to_numpy_ndarrays()
-        return Message(RecordDict({"metrics": MetricRecord({
-            "num-examples": 5, "checksum": float(sum(float(a.sum()) for a in arrays)),
-        })}), reply_to=msg)
-
-    return app
+    return add_train_evaluate(ClientApp(mods=[dropper(fail), sf.masked_mod(**mod_options)]),
+                              check=check, float32=False)
 
 
-class MaskGrid:
+class MaskGrid(AppGrid):
     """A Grid routing messages to a ClientApp in process; each node keeps its Context.
 
     ``vanish``: (round, stage, pid) whose message is never answered (a node gone silent).
@@ -95,18 +82,10 @@ class MaskGrid:
     """
 
     def __init__(self, app: ClientApp, n: int, vanish: frozenset = frozenset(), tamper=None):
-        self.app = app
-        self.nodes = {2000 + 7 * pid: pid for pid in range(n)}
-        self.contexts = {nid: Context(run_id=1, node_id=nid,
-                                      node_config={"partition-id": pid, "num-partitions": n},
-                                      state=RecordDict(), run_config={})
-                         for nid, pid in self.nodes.items()}
+        super().__init__(app, {2000 + 7 * pid: pid for pid in range(n)})
         self.vanish = vanish
         self.tamper = tamper  # fn(stage, replies) -> replies
         self.sent: list[tuple[str | None, int]] = []
-
-    def get_node_ids(self):
-        return list(self.nodes)
 
     def send_and_receive(self, messages, *, timeout=None):
         replies = []
@@ -117,11 +96,7 @@ class MaskGrid:
             self.sent.append((stage, nid))
             if stage is not None and (int(m.metadata.group_id), stage, self.nodes[nid]) in self.vanish:
                 continue
-            try:
-                replies.append(self.app(m, self.contexts[nid]))
-            except Exception as exc:
-                replies.append(Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
-                                             reason=f"{type(exc).__name__}"), reply_to=m))
+            replies.append(self.reply(m))
         if self.tamper is not None:
             replies = self.tamper(stage, replies)
         return replies

@@ -14,9 +14,8 @@ pytest.importorskip("flwr")
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.constant import ErrorCode
 
 import secagg
 from secagg import threshold
@@ -24,7 +23,12 @@ from secagg.errors import PUBLIC_REASONS, RelayAuthenticationError
 from secagg.integrations import flower as sf
 from secagg.threshold.relay import open_partial, route
 from secagg.wire import Kind, open_payload, peek_kind, seal
-from tests.integrations.flower_helpers import INIT, client_value, num_examples, weighted_mean
+from tests.integrations.flower_helpers import (
+    INIT,
+    AppGrid,
+    add_train_evaluate,
+    weighted_mean,
+)
 from tests.integrations.test_flower import reachable
 
 pytestmark = pytest.mark.usefixtures("task_identity")  # Flower messages need a run id
@@ -62,32 +66,11 @@ def stage_of(msg: Message) -> str | None:
 def silo_app(kits: dict[str, threshold.SiloKit]) -> ClientApp:
     """Silo ``pid`` holds kit ``silo-{pid+1}``; train adds client_value, weighted by num_examples."""
     blobs = {int(s.split("-")[1]) - 1: k.to_bytes() for s, k in kits.items()}
-    app = ClientApp(mods=[sf.threshold_mod(lambda c: blobs[int(c.node_config["partition-id"])],
-                                           allow_insecure=True)])
-
-    @app.train()
-    def train(msg: Message, ctx: Context) -> Message:
-        pid = int(ctx.node_config["partition-id"])
-        rnd = int(msg.content["config"]["server-round"])
-        arrays = msg.content["arrays"].to_numpy_ndarrays()
-        assert all(a.dtype == np.float32 for a in arrays)  # plaintext, never the ciphertext
-        out = [a + np.float32(client_value(pid, rnd)) for a in arrays]
-        return Message(RecordDict({
-            "arrays": ArrayRecord(out),
-            "metrics": MetricRecord({"num-examples": num_examples(pid), "pid": pid}),
-        }), reply_to=msg)
-
-    @app.evaluate()
-    def evaluate(msg: Message, ctx: Context) -> Message:
-        arrays = msg.content["arrays"].to_numpy_ndarrays()
-        return Message(RecordDict({"metrics": MetricRecord({
-            "num-examples": 5, "checksum": float(sum(float(a.sum()) for a in arrays)),
-        })}), reply_to=msg)
-
-    return app
+    return add_train_evaluate(ClientApp(mods=[sf.threshold_mod(
+        lambda c: blobs[int(c.node_config["partition-id"])], allow_insecure=True)]))
 
 
-class Grid:
+class Grid(AppGrid):
     """Routes messages to the ClientApp in process; each node keeps its Context.
 
     ``outgoing(stage, messages)`` and ``incoming(stage, replies)`` may rewrite what the
@@ -95,27 +78,12 @@ class Grid:
     """
 
     def __init__(self, app: ClientApp, outgoing=None, incoming=None):
-        self.app = app
-        self.nodes = {3000 + 11 * pid: pid for pid in range(N)}
-        self.contexts = {nid: Context(run_id=1, node_id=nid,
-                                      node_config={"partition-id": pid, "num-partitions": N},
-                                      state=RecordDict(), run_config={})
-                         for nid, pid in self.nodes.items()}
+        super().__init__(app, {3000 + 11 * pid: pid for pid in range(N)})
         self.outgoing, self.incoming = outgoing, incoming
         self.log: list[tuple[str | None, list[Message]]] = []
 
-    def get_node_ids(self):
-        return list(self.nodes)
-
     def deliver(self, messages) -> list[Message]:
-        out = []
-        for m in messages:
-            try:
-                out.append(self.app(m, self.contexts[m.metadata.dst_node_id]))
-            except Exception as exc:
-                out.append(Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
-                                         reason=type(exc).__name__), reply_to=m))
-        return out
+        return [self.reply(m) for m in messages]
 
     def send_and_receive(self, messages, *, timeout=None):
         messages = list(messages)

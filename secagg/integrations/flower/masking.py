@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -87,12 +86,15 @@ from secagg.errors import (
     TreeError,
     public_reason,
 )
+from secagg.integrations.flower._common import StagedMixin, built_once, check_stage_timeout
 from secagg.integrations.flower.records import (
     _arrays_to_tree,
     _tree_to_arrays,
     call_app,
     error_reply,
     hide_counts,
+    sample_weight,
+    trained_record,
 )
 from secagg.masking import shamir
 from secagg.masking.protocol import (
@@ -108,7 +110,6 @@ from secagg.wire import Kind, open_payload
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
     from flwr.serverapp import Grid
-    from flwr.serverapp.strategy import Result
 
 __all__ = [
     "MaskedMod",
@@ -311,21 +312,10 @@ class MaskedMod:
     def _weight(self, content: RecordDict, reduce: str, config: MaskingConfig) -> int:
         if reduce == "mean":
             return 1
-        counts = [m[self.weighted_by_key] for m in content.metric_records.values()
-                  if self.weighted_by_key in m]
-        if len(counts) != 1:
-            raise _ModError(f"sample-weighted FedAvg needs one MetricRecord with "
-                            f"{self.weighted_by_key!r} in the train reply; found {len(counts)}.")
-        n = counts[0]
-        if isinstance(n, float) and n.is_integer():
-            n = int(n)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _ModError(f"{self.weighted_by_key!r} must be a positive integer; got {n!r}.")
         max_weight = config.codec.max_weight
-        if n > max_weight:
-            _log.warning("masked_mod: %s=%d exceeds the round's max_weight=%d; the update is "
-                         "weighted by %d.", self.weighted_by_key, n, max_weight, max_weight)
-        return check_weight(min(n, max_weight), max_weight)
+        return check_weight(sample_weight(content, self.weighted_by_key, max_weight,
+                                          who="masked_mod", whose="the round's",
+                                          error=_ModError), max_weight)
 
     def _keys(self, msg: Message, record: ConfigRecord, context: Context,
               call_next: Callable[[Message, Context], Message]) -> Message:
@@ -348,13 +338,7 @@ class MaskedMod:
             return reply
         try:
             content = reply.content
-            arrays = content.array_records
-            if len(arrays) != 1:
-                raise _ModError(f"a train reply must hold exactly one ArrayRecord (the trained "
-                                f"model); found {len(arrays)}.")
-            if MASK_RECORD_KEY in content:
-                raise _ModError(f"the train reply already has a record named {MASK_RECORD_KEY!r}.")
-            ((array_key, trained),) = arrays.items()
+            array_key, trained = trained_record(content, MASK_RECORD_KEY, _ModError)
             tree = _arrays_to_tree(trained)
             spec, flat = flatten(tree)
             if spec.num_values == 0:
@@ -481,17 +465,9 @@ def _sender(data: bytes, stage: str) -> int | None:
     return sender if type(sender) is int else None
 
 
-_STRATEGY: type | None = None
-_STRATEGY_LOCK = threading.Lock()
-
-
 def masked_strategy_class() -> type:
     """``MaskedFedAvg``, built on first use (it subclasses flwr's FedAvg)."""
-    global _STRATEGY
-    with _STRATEGY_LOCK:
-        if _STRATEGY is None:
-            _STRATEGY = _build_strategy_class()
-    return _STRATEGY
+    return _strategy_class()
 
 
 def _check_threshold(threshold: object) -> int | float:
@@ -506,7 +482,7 @@ def _build_strategy_class() -> type:
     from flwr.app import ConfigRecord, Message, MessageType, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
-    class MaskedFedAvg(FedAvg):
+    class MaskedFedAvg(StagedMixin, FedAvg):
         """Flower's FedAvg with the mean computed by pairwise masking (:mod:`secagg.masking`).
 
         No party holds a decryption key: each round the sampled nodes (running
@@ -579,10 +555,7 @@ def _build_strategy_class() -> type:
             MaskingConfig.create(2, 2, clip=clip, frac_bits=frac_bits, max_weight=self.max_weight)
             self.clip = float(clip)
             self.frac_bits = int(frac_bits)
-            if stage_timeout is not None and not (
-                    isinstance(stage_timeout, (int, float)) and stage_timeout > 0):
-                raise ConfigError(f"stage_timeout must be a positive number of seconds or None. "
-                                  f"Found {stage_timeout!r}.")
+            check_stage_timeout(stage_timeout)
             self.stage_timeout = stage_timeout
             #: one dict per round: nodes per stage, dropouts, the included count, bytes, seconds
             self.history: list[dict[str, Any]] = []
@@ -613,23 +586,6 @@ def _build_strategy_class() -> type:
             return MaskingConfig.create(n, t, neighbors=k, clip=self.clip,
                                         frac_bits=self.frac_bits, max_weight=self.max_weight,
                                         round_id=server_round)
-
-        def start(
-            self,
-            grid: Grid,
-            initial_arrays: ArrayRecord,
-            num_rounds: int = 3,
-            timeout: float = 3600,
-            train_config: ConfigRecord | None = None,
-            evaluate_config: ConfigRecord | None = None,
-            evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
-        ) -> Result:
-            """``FedAvg.start``; the later masking exchanges wait ``stage_timeout`` (or ``timeout``)."""
-            self._timeout = float(timeout if self.stage_timeout is None else self.stage_timeout)
-            self._grid = grid
-            return super().start(grid, initial_arrays, num_rounds=num_rounds, timeout=timeout,
-                                 train_config=train_config, evaluate_config=evaluate_config,
-                                 evaluate_fn=evaluate_fn)
 
         # -- the first exchange ------------------------------------------------
         def configure_train(
@@ -773,8 +729,8 @@ def _build_strategy_class() -> type:
                 included = [rs.node[i] for i in agg.included]
                 _log.info("aggregate_train: unmasked the mean of %d of %d nodes",
                           len(included), len(rs.index))
-            metrics = self._metrics([rs.train_replies[n] for n in included
-                                     if n in rs.train_replies])
+            metrics = self._train_metrics([rs.train_replies[n] for n in included
+                                           if n in rs.train_replies])
             now = time.perf_counter()
             dropped = {s: sorted(set(v["sent"]) - set(v["ok"])) for s, v in rs.stages.items()}
             failures = sorted({n for v in dropped.values() for n in v})
@@ -798,27 +754,10 @@ def _build_strategy_class() -> type:
             })
             return arrays, metrics
 
-        def _metrics(self, accepted: list[Message]) -> MetricRecord | None:
-            contents = [m.content for m in accepted]
-            if not contents or any(len(c.metric_records) != 1 for c in contents):
-                return None
-            try:
-                out: MetricRecord = self.train_metrics_aggr_fn(contents, self.weighted_by_key)
-            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-                _log.warning("aggregate_train: client metrics not aggregated: %s", exc)
-                return None
-            return out
-
-        def aggregate_evaluate(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> MetricRecord | None:
-            """FedAvg's metric aggregation (every ``num-examples`` is 1: a plain mean)."""
-            metrics = super().aggregate_evaluate(server_round, replies)
-            if self.history and self.history[-1]["round"] == server_round:
-                self.history[-1]["round_s"] = time.perf_counter() - self._started.pop(
-                    server_round, time.perf_counter())
-            return metrics
 
     MaskedFedAvg.__module__ = "secagg.integrations.flower"
     MaskedFedAvg.__qualname__ = "MaskedFedAvg"
     return MaskedFedAvg
+
+
+_strategy_class = built_once(_build_strategy_class)

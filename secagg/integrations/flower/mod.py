@@ -28,10 +28,12 @@ from secagg.integrations.flower.records import (
     _config_value,
     _tree_to_arrays,
     aggregate_from_arrays,
-    call_app,
+    app_reply,
     error_reply,
     hide_counts,
     payload_to_arrays,
+    sample_weight,
+    trained_record,
 )
 from secagg.wire import peek_kind
 
@@ -388,39 +390,15 @@ class SecAggMod:
     def _encrypt_reply(self, msg: Message, reply: Message, ctx: AnyContext,
                        node_context: Context) -> Message:
         content = reply.content
-        arrays = content.array_records
-        if len(arrays) != 1:
-            raise _ModError(
-                f"a train reply must hold exactly one ArrayRecord (the trained model); "
-                f"found {len(arrays)}."
-            )
-        if RECORD_KEY in content:
-            raise _ModError(f"the train reply already has a record named {RECORD_KEY!r}.")
-        (array_key, record), = arrays.items()
+        array_key, record = trained_record(content, RECORD_KEY, _ModError)
         reduce = _config_value(msg.content, REDUCE_KEY) or "weighted_mean"
         if reduce not in REDUCES:
             raise _ModError(f"unknown {REDUCE_KEY} {reduce!r}; expected one of {REDUCES}.")
         weight = 1
         # Under distributed DP every update has weight 1: the noise is calibrated for that.
         if reduce == "weighted_mean" and ctx.dp is None:
-            counts = [m[self.weighted_by_key] for m in content.metric_records.values()
-                      if self.weighted_by_key in m]
-            if len(counts) != 1:
-                raise _ModError(
-                    f"sample-weighted FedAvg needs one MetricRecord with "
-                    f"{self.weighted_by_key!r} in the train reply; found {len(counts)}."
-                )
-            n = counts[0]
-            if isinstance(n, float) and n.is_integer():
-                n = int(n)
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise _ModError(f"{self.weighted_by_key!r} must be a positive integer; got {n!r}.")
-            weight = min(n, ctx.codec.max_weight)
-            if weight < n:
-                _log.warning(
-                    "secagg_mod: %s=%d exceeds the context's max_weight=%d; the update is "
-                    "weighted by %d.", self.weighted_by_key, n, ctx.codec.max_weight, weight,
-                )
+            weight = sample_weight(content, self.weighted_by_key, ctx.codec.max_weight,
+                                   who="secagg_mod", whose="the context's", error=_ModError)
         server_round = _config_value(msg.content, _SERVER_ROUND)
         local: dict[str, Any] = {}
         order = list(record.keys())
@@ -465,16 +443,8 @@ class SecAggMod:
             self._decrypt_incoming(msg, ctx, context)
         except Exception as exc:
             return self._error(msg, exc)
-        reply, ok = call_app("secagg_mod", msg, context, call_next)
-        if not ok:
-            return reply
-        if mtype == "evaluate":
-            reply.content = self._hide_counts(reply.content)
-            return reply
-        try:
-            return self._encrypt_reply(msg, reply, ctx, context)
-        except Exception as exc:
-            return self._error(msg, exc)
+        return app_reply("secagg_mod", msg, context, call_next, self._hide_counts,
+                         lambda reply: self._encrypt_reply(msg, reply, ctx, context))
 
 
 def secagg_mod(context: ContextSource, **options: Any) -> SecAggMod:

@@ -31,6 +31,7 @@ FINGERPRINT_KEY = "secagg-fingerprint"
 
 REDUCES = ("weighted_mean", "mean")
 _SERVER_ROUND = "server-round"
+_log = logging.getLogger("flwr")  # Flower's own logger
 _node_log = logging.getLogger("secagg.flower")  # a node's local details, never sent
 
 
@@ -85,6 +86,66 @@ def hide_counts(content: RecordDict, weighted_by_key: str, send_metrics: bool) -
             record = MetricRecord({**dict(record), weighted_by_key: 1})
         out[key] = record
     return out
+
+
+def app_reply(who: str, msg: Message, context: Context,
+              call_next: Callable[[Message, Context], Message],
+              hide: Callable[[RecordDict], RecordDict],
+              train: Callable[[Message], Message]) -> Message:
+    """Run the app on ``msg``: its evaluate reply with ``hide`` applied to the content, its
+    train reply through ``train``; :func:`error_reply` if the app fails or ``train`` raises."""
+    reply, ok = call_app(who, msg, context, call_next)
+    if not ok:
+        return reply
+    if msg.metadata.message_type == "evaluate":
+        reply.content = hide(reply.content)
+        return reply
+    try:
+        return train(reply)
+    except Exception as exc:
+        return error_reply(who, msg, exc)
+
+
+def trained_record(content: RecordDict, record_key: str,
+                   error: type[SecAggError]) -> tuple[str, ArrayRecord]:
+    """The name and the ArrayRecord of a train reply's model, its only ArrayRecord.
+
+    Raises ``error`` if the reply holds another number of ArrayRecords, or already
+    a record named ``record_key`` (the one the mod is to add).
+    """
+    arrays = content.array_records
+    if len(arrays) != 1:
+        raise error(f"a train reply must hold exactly one ArrayRecord (the trained model); "
+                    f"found {len(arrays)}.")
+    if record_key in content:
+        raise error(f"the train reply already has a record named {record_key!r}.")
+    ((array_key, record),) = arrays.items()
+    return array_key, record
+
+
+def sample_weight(content: RecordDict, weighted_by_key: str, max_weight: int, *, who: str,
+                  whose: str, error: type[SecAggError]) -> int:
+    """A train reply's sample count (sample-weighted FedAvg), capped at ``max_weight``.
+
+    The count is the entry ``weighted_by_key`` of the reply's one MetricRecord
+    that has it, a positive integer (or an integral float); ``error`` is raised
+    otherwise. A count above ``max_weight`` (``whose`` it is, e.g. "the key's")
+    is capped, with a warning from mod ``who``.
+    """
+    counts = [m[weighted_by_key] for m in content.metric_records.values()
+              if weighted_by_key in m]
+    if len(counts) != 1:
+        raise error(f"sample-weighted FedAvg needs one MetricRecord with "
+                    f"{weighted_by_key!r} in the train reply; found {len(counts)}.")
+    n = counts[0]
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise error(f"{weighted_by_key!r} must be a positive integer; got {n!r}.")
+    if n > max_weight:
+        _log.warning("%s: %s=%d exceeds %s max_weight=%d; the update is weighted by %d.",
+                     who, weighted_by_key, n, whose, max_weight, max_weight)
+    return min(n, max_weight)
 
 
 # -- records <-> bytes and trees -------------------------------------------------------

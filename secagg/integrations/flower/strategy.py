@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from logging import INFO
@@ -17,6 +16,7 @@ import numpy as np
 from secagg.aggregator import Aggregator
 from secagg.context import PublicContext
 from secagg.errors import ConfigError, SecAggError, public_reason
+from secagg.integrations.flower._common import FedAvgMixin, built_once
 from secagg.integrations.flower.keys import _public_only
 from secagg.integrations.flower.records import (
     FINGERPRINT_KEY,
@@ -36,24 +36,16 @@ __all__ = ["strategy_class"]
 
 _log = logging.getLogger("flwr")  # the logger of flwr.common.logger.log: in `flwr log`
 
-_STRATEGY: type | None = None
-_STRATEGY_LOCK = threading.Lock()
-
-
 def strategy_class() -> type:
     """``SecAggFedAvg``, built on first use (it subclasses flwr's FedAvg)."""
-    global _STRATEGY
-    with _STRATEGY_LOCK:
-        if _STRATEGY is None:
-            _STRATEGY = _build_strategy_class()
-    return _STRATEGY
+    return _strategy_class()
 
 
 def _build_strategy_class() -> type:
     from flwr.common.logger import log as flwr_log
     from flwr.serverapp.strategy import FedAvg
 
-    class SecAggFedAvg(FedAvg):
+    class SecAggFedAvg(FedAvgMixin, FedAvg):
         """Flower's FedAvg with the sum computed under encryption by secagg.
 
         The strategy holds the **public context only** (it refuses a secret
@@ -89,6 +81,8 @@ def _build_strategy_class() -> type:
         in ``flwr log``) and kept in :attr:`history`; :meth:`save_history`
         writes them as JSON.
         """
+
+        _forget_started = False  # a round's start time stays in _started after round_s
 
         def __init__(
             self,
@@ -241,7 +235,7 @@ def _build_strategy_class() -> type:
                         _log.error("aggregate_train: the key holder refused the aggregate: "
                                    "%s; keeping the previous global model.",
                                    public_reason(exc))
-            metrics = self._aggregate_train_metrics(accepted)
+            metrics = self._train_metrics(accepted)
             now = time.perf_counter()
             entry = {
                 "round": server_round,
@@ -267,26 +261,10 @@ def _build_strategy_class() -> type:
                      entry["bytes_in"], entry["bytes_out"], entry["aggregate_s"])
             return arrays, metrics
 
-        def _aggregate_train_metrics(self, accepted: list[Message]) -> MetricRecord | None:
-            contents = [m.content for m in accepted]
-            if not contents or any(len(c.metric_records) != 1 for c in contents):
-                return None
-            try:
-                return self.train_metrics_aggr_fn(contents, self.weighted_by_key)
-            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-                _log.warning("aggregate_train: client metrics not aggregated: %s", exc)
-                return None
-
-        def aggregate_evaluate(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> MetricRecord | None:
-            """FedAvg's metric aggregation (every ``num-examples`` is 1: a plain mean)."""
-            metrics = super().aggregate_evaluate(server_round, replies)
-            if self.history and self.history[-1]["round"] == server_round:
-                self.history[-1]["round_s"] = time.perf_counter() - self._started.get(
-                    server_round, time.perf_counter())
-            return metrics
 
     SecAggFedAvg.__module__ = "secagg.integrations.flower"
     SecAggFedAvg.__qualname__ = "SecAggFedAvg"
     return SecAggFedAvg
+
+
+_strategy_class = built_once(_build_strategy_class)

@@ -117,6 +117,7 @@ from secagg.errors import (
     public_reason,
 )
 from secagg.guard import DEFAULT_MAX_REFUSALS, DecryptionGuard, state_from_json, state_to_json
+from secagg.integrations.flower._common import StagedMixin, built_once, check_stage_timeout
 from secagg.integrations.flower.records import (
     _SERVER_ROUND,
     FINGERPRINT_KEY,
@@ -127,9 +128,11 @@ from secagg.integrations.flower.records import (
     _tree_to_arrays,
     aggregate_from_arrays,
     aggregate_to_arrays,
-    call_app,
+    app_reply,
     error_reply,
     hide_counts,
+    sample_weight,
+    trained_record,
 )
 from secagg.threshold.combine import combine
 from secagg.threshold.federation import Federation, SiloKit
@@ -142,7 +145,6 @@ from secagg.update import EncryptedUpdate
 if TYPE_CHECKING:  # pragma: no cover
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
     from flwr.serverapp import Grid
-    from flwr.serverapp.strategy import Result
 
 __all__ = [
     "ThresholdMod",
@@ -301,6 +303,9 @@ class ThresholdMod:
                             "this Context has none.")
         return state
 
+    def _hide_counts(self, content: RecordDict) -> RecordDict:
+        return hide_counts(content, self.weighted_by_key, self.send_metrics)
+
     def _kept(self, node_context: Context) -> dict[str, Any]:
         record = self._state(node_context).config_records.get(THRESHOLD_STATE_KEY)
         return {} if record is None else dict(record)
@@ -369,32 +374,14 @@ class ThresholdMod:
     def _weight(self, content: RecordDict, reduce: str, max_weight: int) -> int:
         if reduce == "mean":
             return 1
-        counts = [m[self.weighted_by_key] for m in content.metric_records.values()
-                  if self.weighted_by_key in m]
-        if len(counts) != 1:
-            raise _ModError(f"sample-weighted FedAvg needs one MetricRecord with "
-                            f"{self.weighted_by_key!r} in the train reply; found {len(counts)}.")
-        n = counts[0]
-        if isinstance(n, float) and n.is_integer():
-            n = int(n)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _ModError(f"{self.weighted_by_key!r} must be a positive integer; got {n!r}.")
-        if n > max_weight:
-            _log.warning("threshold_mod: %s=%d exceeds the key's max_weight=%d; the update is "
-                         "weighted by %d.", self.weighted_by_key, n, max_weight, max_weight)
-        return min(n, max_weight)
+        return sample_weight(content, self.weighted_by_key, max_weight, who="threshold_mod",
+                             whose="the key's", error=_ModError)
 
     def _update_reply(self, msg: Message, reply: Message, kit: SiloKit) -> Message:
         from flwr.app import ConfigRecord
 
         content = reply.content
-        arrays = content.array_records
-        if len(arrays) != 1:
-            raise _ModError(f"a train reply must hold exactly one ArrayRecord (the trained "
-                            f"model); found {len(arrays)}.")
-        if THRESHOLD_RECORD_KEY in content:
-            raise _ModError(f"the train reply already has a record named {THRESHOLD_RECORD_KEY!r}.")
-        ((array_key, record),) = arrays.items()
+        array_key, record = trained_record(content, THRESHOLD_RECORD_KEY, _ModError)
         reduce = _config_value(msg.content, REDUCE_KEY) or "weighted_mean"
         if reduce not in REDUCES:
             raise _ModError(f"unknown {REDUCE_KEY} {reduce!r:.40}; expected one of {REDUCES}.")
@@ -408,7 +395,7 @@ class ThresholdMod:
                          "clip at the ceremony so that it covers the model's weights.",
                          update.num_clipped, pub.codec.clip)
         envelope = kit.sign(update, server_round)
-        out = hide_counts(content, self.weighted_by_key, self.send_metrics)
+        out = self._hide_counts(content)
         del out[array_key]
         out[THRESHOLD_RECORD_KEY] = ConfigRecord({_STAGE: "update", "envelope": envelope})
         reply.content = out
@@ -511,16 +498,8 @@ class ThresholdMod:
             self._model_in(msg, kit, context)
         except Exception as exc:
             return self._error(msg, exc)
-        reply, ok = call_app("threshold_mod", msg, context, call_next)
-        if not ok:
-            return reply
-        if mtype == "evaluate":
-            reply.content = hide_counts(reply.content, self.weighted_by_key, self.send_metrics)
-            return reply
-        try:
-            return self._update_reply(msg, reply, kit)
-        except Exception as exc:
-            return self._error(msg, exc)
+        return app_reply("threshold_mod", msg, context, call_next, self._hide_counts,
+                         lambda reply: self._update_reply(msg, reply, kit))
 
 
 def threshold_mod(kit: Any, **options: Any) -> ThresholdMod:
@@ -534,17 +513,9 @@ def threshold_mod(kit: Any, **options: Any) -> ThresholdMod:
 # ---------------------------------------------------------------------------
 # the strategy
 # ---------------------------------------------------------------------------
-_STRATEGY: type | None = None
-_STRATEGY_LOCK = threading.Lock()
-
-
 def threshold_strategy_class() -> type:
     """``ThresholdFedAvg``, built on first use (it subclasses flwr's FedAvg)."""
-    global _STRATEGY
-    with _STRATEGY_LOCK:
-        if _STRATEGY is None:
-            _STRATEGY = _build_strategy_class()
-    return _STRATEGY
+    return _strategy_class()
 
 
 def _stage_record(msg: Message, stage: str) -> Any:
@@ -559,7 +530,7 @@ def _build_strategy_class() -> type:
     from flwr.app import ConfigRecord, Message, MessageType, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
-    class ThresholdFedAvg(FedAvg):
+    class ThresholdFedAvg(StagedMixin, FedAvg):
         """Flower's FedAvg over a t-of-n threshold Paillier key held by the silos (module docs).
 
         The strategy holds **public material only**: the
@@ -617,10 +588,7 @@ def _build_strategy_class() -> type:
             if fed.public.backend.insecure and not allow_insecure:
                 raise ConfigError("this federation's key is an insecure test key; pass "
                                   "allow_insecure=True in tests only.")
-            if stage_timeout is not None and not (
-                    isinstance(stage_timeout, (int, float)) and stage_timeout > 0):
-                raise ConfigError(f"stage_timeout must be a positive number of seconds or None. "
-                                  f"Found {stage_timeout!r}.")
+            check_stage_timeout(stage_timeout)
             self.federation = fed
             self.public_context = fed.public
             self.combine = fed.combine
@@ -653,23 +621,6 @@ def _build_strategy_class() -> type:
             _log.info("\t\t└── combined by %s; reduce '%s'",
                       "the server (it learns the mean)" if self.combine == "server"
                       else "the silos (the server never learns the model)", self.reduce)
-
-        def start(
-            self,
-            grid: Grid,
-            initial_arrays: ArrayRecord,
-            num_rounds: int = 3,
-            timeout: float = 3600,
-            train_config: ConfigRecord | None = None,
-            evaluate_config: ConfigRecord | None = None,
-            evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
-        ) -> Result:
-            """``FedAvg.start``; the partial and combine exchanges wait ``stage_timeout`` (or ``timeout``)."""
-            self._timeout = float(timeout if self.stage_timeout is None else self.stage_timeout)
-            self._grid = grid
-            return super().start(grid, initial_arrays, num_rounds=num_rounds, timeout=timeout,
-                                 train_config=train_config, evaluate_config=evaluate_config,
-                                 evaluate_fn=evaluate_fn)
 
         def _config(self, config: ConfigRecord) -> None:
             config[REDUCE_KEY] = self.reduce
@@ -804,7 +755,7 @@ def _build_strategy_class() -> type:
             if entry["stopped"]:
                 _log.warning("aggregate_train: threshold round %d stopped: %s; keeping the "
                              "previous global model.", server_round, entry["stopped"])
-            metrics = self._metrics(accepted)
+            metrics = self._train_metrics(accepted)
             now = time.perf_counter()
             entry.update(aggregate_s=now - t0,
                          train_s=now - self._started.get(server_round, t0), round_s=None)
@@ -885,27 +836,10 @@ def _build_strategy_class() -> type:
                       server_round)
             return aggregate_to_arrays(total_bytes)
 
-        def _metrics(self, accepted: list[Message]) -> MetricRecord | None:
-            contents = [m.content for m in accepted]
-            if not contents or any(len(c.metric_records) != 1 for c in contents):
-                return None
-            try:
-                out: MetricRecord = self.train_metrics_aggr_fn(contents, self.weighted_by_key)
-            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-                _log.warning("aggregate_train: client metrics not aggregated: %s", exc)
-                return None
-            return out
-
-        def aggregate_evaluate(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> MetricRecord | None:
-            """FedAvg's metric aggregation (every ``num-examples`` is 1: a plain mean)."""
-            metrics = super().aggregate_evaluate(server_round, replies)
-            if self.history and self.history[-1]["round"] == server_round:
-                self.history[-1]["round_s"] = time.perf_counter() - self._started.pop(
-                    server_round, time.perf_counter())
-            return metrics
 
     ThresholdFedAvg.__module__ = "secagg.integrations.flower"
     ThresholdFedAvg.__qualname__ = "ThresholdFedAvg"
     return ThresholdFedAvg
+
+
+_strategy_class = built_once(_build_strategy_class)
