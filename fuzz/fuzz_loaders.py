@@ -126,10 +126,10 @@ def run_target(target: str, argv: list[str]) -> None:
         counts["inputs"] += 1
         mode, rest = (data[0] % 3, data[1:]) if data else (0, b"")
         if mode == 1:
-            rest = rest + wire.digest(rest)
+            rest = rest + wire.envelope_digest(rest)
         elif mode == 2:
             head = wire._HEADER.pack(wire.MAGIC, wire.VERSION, int(kind), len(rest)) + rest
-            rest = head + wire.digest(head)
+            rest = head + wire.envelope_digest(head)
         try:
             func(rest)
             counts["accepted"] += 1

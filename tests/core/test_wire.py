@@ -3,6 +3,8 @@ with the aggregator's state left exactly as it was."""
 
 from __future__ import annotations
 
+import hashlib
+
 import msgpack
 import numpy as np
 import pytest
@@ -106,11 +108,27 @@ def test_any_corruption_is_refused(primed, data):
     assert_refused(agg, bytes(bad), secagg.FormatError)
 
 
-def test_unsupported_version_is_named(primed):
+@pytest.mark.parametrize("version", [0, 1, 3, 255])
+def test_unsupported_version_is_named(primed, version):
+    """Version 1 is read for stored material, but an update in it is refused: one envelope each."""
     agg, blob = primed
     head = bytearray(blob[:-16])
-    head[6] = 2
-    assert_refused(agg, bytes(head) + wire.digest(bytes(head)), secagg.UnsupportedVersionError)
+    head[6] = version
+    digest = hashlib.blake2b(bytes(head), digest_size=16).digest()  # a valid version-1 digest
+    assert_refused(agg, bytes(head) + digest, secagg.UnsupportedVersionError)
+
+
+def test_version_1_material_is_still_read():
+    """Contexts and kits saved by an older secagg: the same body in a version-1 envelope loads."""
+    ctx = secagg.generate("paillier", key_bits=512, insecure=True)
+    data = ctx.public.to_bytes()
+    head = bytearray(data[:-16])
+    assert head[6] == wire.VERSION == 2
+    head[6] = 1
+    old = bytes(head) + hashlib.blake2b(bytes(head), digest_size=16).digest()
+    assert secagg.PublicContext.from_bytes(old, allow_insecure=True).fingerprint == ctx.fingerprint
+    with pytest.raises(secagg.CorruptPayloadError):  # a version-2 digest under a version-1 header
+        secagg.PublicContext.from_bytes(bytes(head) + data[-16:], allow_insecure=True)
 
 
 def test_not_bytes_is_refused(primed):

@@ -89,7 +89,7 @@ _DECRYPTED_SIZE = 2
 
 def _decrypt_cached(ctx: SecretContext, data: bytes, guard: DecryptionGuard | None = None,
                     round_key: str = "") -> Any:
-    digest = hashlib.blake2b(data, digest_size=32).digest()
+    digest = hashlib.sha256(data).digest()
     key = (ctx.fingerprint, digest)
     with _CACHE_LOCK:
         tree = _DECRYPTED.get(key)
@@ -167,7 +167,7 @@ class KeyHolder:
         try:
             data = bytes(data)
             total = EncryptedUpdate.from_bytes(data, self._secret.public)
-            digest = hashlib.blake2b(data, digest_size=32).digest()
+            digest = hashlib.sha256(data).digest()
             return self._guard.decrypt(
                 lambda: self._secret.decrypt(total, reduce="weighted_mean"),
                 digest=digest, round_key=str(total.round_id)[:64])

@@ -66,7 +66,7 @@ LAST_DIGEST_KEY = "secagg-last-digest"
 
 
 def _aggregate_digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=32).digest()
+    return hashlib.sha256(data).digest()
 
 
 def _last_model(node_context: Context, data: bytes) -> ArrayRecord | None:

@@ -200,3 +200,24 @@ def test_blocks_cover_large_updates_exactly(ctx):
         agg.add(pub.encrypt(x).to_bytes())
     want = np.sum([pub.codec.encode(x) for x in xs], axis=0)
     assert ctx.decrypt_raw(agg.result().to_bytes()).values.tolist() == want.tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), width=st.integers(3, 8), bits_below=st.integers(1, 16))
+def test_the_residue_check_accepts_exactly_the_residues_below_the_prime(data, width, bits_below):
+    """Against the plain comparison, with values drawn around q and around q's top 16 bits."""
+    from secagg.schemes.lattice.rns import check_residues
+
+    top_bits = 8 * width
+    q = data.draw(st.integers(2 ** (top_bits - bits_below - 1) + 1, 2 ** (top_bits - bits_below)))
+    shift = 8 * (width - 2)
+    edge = (q >> shift) << shift  # the first value whose top 16 bits equal q's
+    near = st.sampled_from(sorted({0, q - 1, q, q + 1, edge, max(edge - 1, 0), 2**top_bits - 1}))
+    values = data.draw(st.lists(st.one_of(near, st.integers(0, 2**top_bits - 1)), min_size=1,
+                                max_size=200))
+    blob = pack(np.array(values, dtype=np.uint64), width)
+    if all(v < q for v in values):
+        check_residues(bytes(blob), len(values), (q,), len(values), width)
+    else:
+        with pytest.raises(CiphertextError):
+            check_residues(bytes(blob), len(values), (q,), len(values), width)
