@@ -50,56 +50,23 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
-from flwr.simulation import run_simulation
-from torch import nn
 
 import secagg
+from _flower_sim import eval_metrics, kib, simulate  # examples/_flower_sim.py
 from secagg.demo import fedavg as fl
 from secagg.flower import SecAggFedAvg, decrypt_arrays, secagg_mod
-
-BACKEND_CONFIG = {
-    "init_args": {"num_cpus": 2, "num_gpus": 0},  # ray.init(...)
-    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},  # two ClientApps at a time
-}
-
 
 # -- the ClientApp (the same for both runs; secagg only adds a mod) ------------------------
 
 
-def local_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
-                batch_size: int, lr: float, seed: int) -> float:
-    """Minibatch SGD as in ``secagg.demo.fedavg``; returns the last epoch's mean loss."""
-    torch.manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    loss_sum, batches = 0.0, 0
-    for _ in range(epochs):
-        loss_sum, batches = 0.0, 0
-        order = torch.randperm(len(y))
-        for start in range(0, len(y), batch_size):
-            batch = order[start : start + batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-            loss.backward()
-            opt.step()
-            loss_sum, batches = loss_sum + loss.detach().item(), batches + 1
-    return loss_sum / max(batches, 1)
 
 
-def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy loss."""
-    with torch.no_grad():
-        logits = model(x)
-        loss = float(nn.functional.cross_entropy(logits, y))
-        acc = float((logits.argmax(dim=1) == y).double().mean())
-    return acc, loss
 
 
-def _load(record: ArrayRecord, hidden: int) -> nn.Module:
-    model = fl.MLP(hidden=hidden)
-    model.load_state_dict({k: torch.tensor(a.numpy()) for k, a in record.items()})
-    return model
+
+
+
 
 
 def make_client_app(data: fl.Dataset, split: list[np.ndarray], args: argparse.Namespace,
@@ -119,10 +86,10 @@ def make_client_app(data: fl.Dataset, split: list[np.ndarray], args: argparse.Na
         rnd = int(msg.content["config"]["server-round"])
         if (rnd, pid) in drop:
             raise RuntimeError(f"simulated dropout of partition {pid} in round {rnd}")
-        model = _load(msg.content["arrays"], hidden)
+        model = fl.load_mlp(msg.content["arrays"].to_torch_state_dict(), hidden)
         x, y = shards[pid]
-        loss = local_train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                           seed=fl._seed(seed, rnd, pid))
+        torch.manual_seed(fl._seed(seed, rnd, pid))
+        loss = fl.sgd_epochs(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr)
         return Message(RecordDict({
             "arrays": ArrayRecord(model.state_dict()),
             "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss}),
@@ -131,7 +98,8 @@ def make_client_app(data: fl.Dataset, split: list[np.ndarray], args: argparse.Na
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         torch.set_num_threads(1)
-        acc, loss = evaluate_model(_load(msg.content["arrays"], hidden), x_test, y_test)
+        model = fl.load_mlp(msg.content["arrays"].to_torch_state_dict(), hidden)
+        acc, loss = fl.accuracy_and_loss(model, x_test, y_test)
         return Message(RecordDict({
             "metrics": MetricRecord({"num-examples": len(y_test), "accuracy": acc, "loss": loss}),
         }), reply_to=msg)
@@ -139,14 +107,7 @@ def make_client_app(data: fl.Dataset, split: list[np.ndarray], args: argparse.Na
     return app
 
 
-def eval_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord:
-    """Mean accuracy and loss over the clients, with the accuracy's min and max."""
-    ms = [next(iter(r.metric_records.values())) for r in records]
-    accs = [float(m["accuracy"]) for m in ms]
-    return MetricRecord({
-        "accuracy": float(np.mean(accs)), "accuracy-min": min(accs), "accuracy-max": max(accs),
-        "loss": float(np.mean([float(m["loss"]) for m in ms])), "clients": len(ms),
-    })
+
 
 
 # -- plain FedAvg with the same bookkeeping as SecAggFedAvg.history --------------------
@@ -189,30 +150,10 @@ class TimedFedAvg(FedAvg):
 # -- one simulation --------------------------------------------------------------------
 
 
-def simulate(client_app: ClientApp, make_strategy, init: dict[str, torch.Tensor],
-             args: argparse.Namespace) -> dict[str, Any]:
-    """Run Flower's simulation engine once; return the strategy, its Result and the wall time."""
-    out: dict[str, Any] = {}
-    server = ServerApp()
-
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        strategy = make_strategy()
-        out["strategy"] = strategy
-        out["result"] = strategy.start(grid=grid, initial_arrays=ArrayRecord(init),
-                                       num_rounds=args.rounds, timeout=args.timeout)
-
-    t0 = time.perf_counter()
-    run_simulation(server_app=server, client_app=client_app, num_supernodes=args.clients,
-                   backend_config=BACKEND_CONFIG)
-    out["wall_s"] = time.perf_counter() - t0
-    if "result" not in out:
-        raise RuntimeError("the ServerApp did not finish; see Flower's log above.")
-    return out
 
 
-def _kib(n: float) -> str:
-    return f"{n / 1024:.1f} KiB"
+
+
 
 
 def main() -> int:
@@ -266,7 +207,7 @@ def main() -> int:
     secret_bytes, public_bytes = ctx.to_bytes(), ctx.public.to_bytes()
     keygen_s = time.perf_counter() - t0
     print(f"secagg: {args.scheme}, keys in {keygen_s:.1f} s, public context "
-          f"{_kib(len(public_bytes))}, secret context {_kib(len(secret_bytes))}", flush=True)
+          f"{kib(len(public_bytes))}, secret context {kib(len(secret_bytes))}", flush=True)
 
     fedavg_options = dict(fraction_train=1.0, fraction_evaluate=1.0,
                           min_train_nodes=args.clients, min_evaluate_nodes=args.clients,
@@ -286,7 +227,8 @@ def main() -> int:
         res = run["result"]
         ev = res.evaluate_metrics_clientapp
         arrays = res.arrays if name == "plain" else decrypt_arrays(res.arrays, ctx)
-        central_acc, _ = evaluate_model(_load(arrays, args.hidden), data.x_test, data.y_test)
+        final = fl.load_mlp(arrays.to_torch_state_dict(), args.hidden)
+        central_acc, _ = fl.accuracy_and_loss(final, data.x_test, data.y_test)
         finals[name] = {
             "accuracy": float(ev[args.rounds]["accuracy"]),
             "accuracy_min": float(ev[args.rounds]["accuracy-min"]),
@@ -321,8 +263,8 @@ def main() -> int:
           f"{100 * sec['accuracy_max']:.2f} % (every client holds the same model)")
     print(f"  central check of the final model: plain {100 * plain['central_accuracy']:.2f} %, "
           f"secagg {100 * sec['central_accuracy']:.2f} %; max |param diff| {max_diff:.1e}")
-    print(f"bytes per client per round: upload plain {_kib(up_p)}, secagg {_kib(up_s)} "
-          f"({up_s / up_p:.2f}x); download plain {_kib(down_p)}, secagg {_kib(down_s)}")
+    print(f"bytes per client per round: upload plain {kib(up_p)}, secagg {kib(up_s)} "
+          f"({up_s / up_p:.2f}x); download plain {kib(down_p)}, secagg {kib(down_s)}")
     later = slice(1, None) if args.rounds > 1 else slice(None)
     print(f"round time: round 1 (starts Flower's workers) plain "
           f"{plain['history'][0]['round_s']:.2f} s, secagg {sec['history'][0]['round_s']:.2f} s; "

@@ -95,6 +95,9 @@ __all__ = [
     "Dataset",
     "RunResult",
     "MLP",
+    "sgd_epochs",
+    "accuracy_and_loss",
+    "load_mlp",
     "load_digits_data",
     "dirichlet_split",
     "held_labels",
@@ -399,6 +402,45 @@ def _torch_settings() -> Iterator[None]:
         torch.set_num_threads(previous[1])
 
 
+def sgd_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+               batch_size: int, lr: float) -> float:
+    """Minibatch SGD on ``(x, y)``, a new order each epoch; returns the last epoch's mean loss.
+
+    The order comes from torch's global generator: seed it first for a run that replays.
+    The demo's clients and the Flower examples' ClientApps train with this one loop.
+    """
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_sum, batches = 0.0, 0
+    for _ in range(epochs):
+        loss_sum, batches = 0.0, 0
+        order = torch.randperm(len(y))
+        for start in range(0, len(y), batch_size):
+            batch = order[start : start + batch_size]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
+    return loss_sum / max(batches, 1)
+
+
+def accuracy_and_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``(x, y)``."""
+    with torch.no_grad():
+        logits = model(x)
+        loss = float(nn.functional.cross_entropy(logits, y))
+        acc = float((logits.argmax(dim=1) == y).double().mean())
+    return acc, loss
+
+
+def load_mlp(state: Mapping[str, Any], hidden: int) -> MLP:
+    """The digits :class:`MLP` holding ``state`` (arrays or tensors by parameter name)."""
+    model = MLP(hidden=hidden)
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v, dtype=np.float32))
+                           for k, v in state.items()})
+    return model
+
+
 def _evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
     correct, loss = _predict(model, data)
     return correct.double().mean().item(), loss
@@ -441,14 +483,8 @@ def _local_update(
                 for n, p in snn.parameters(model, include=PERSONAL_LAYERS).items()}
         return grads, head
     before = snn.parameters(model, exclude=_shared(cfg))
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
-    for _ in range(cfg.local_epochs):
-        order = torch.randperm(len(y))
-        for start in range(0, len(y), cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()  # type: ignore[no-untyped-call]
-            opt.step()
+    sgd_epochs(model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+               lr=cfg.learning_rate)
     new_head = snn.parameters(model, include=PERSONAL_LAYERS) if cfg.personalize else None
     return snn.delta(model, before), new_head
 

@@ -74,10 +74,7 @@ def test_set(s: Settings) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _model(state: Mapping[str, np.ndarray], s: Settings) -> nn.Module:
-    model = fl.MLP(hidden=s.hidden)
-    model.load_state_dict({k: torch.tensor(np.asarray(v, np.float32))
-                           for k, v in state.items() if k != PAD})
-    return model
+    return fl.load_mlp({k: v for k, v in state.items() if k != PAD}, s.hidden)
 
 
 def train(state: Mapping[str, np.ndarray], x: torch.Tensor, y: torch.Tensor, s: Settings,
@@ -89,33 +86,18 @@ def train(state: Mapping[str, np.ndarray], x: torch.Tensor, y: torch.Tensor, s: 
     torch.set_num_threads(1)
     torch.manual_seed(fl._seed(s.seed, server_round, partition_id))
     model = _model(state, s)
-    opt = torch.optim.SGD(model.parameters(), lr=s.lr)
-    loss_sum, batches = 0.0, 0
-    for _ in range(s.local_epochs):
-        loss_sum, batches = 0.0, 0
-        order = torch.randperm(len(y))
-        for start in range(0, len(y), s.batch_size):
-            batch = order[start : start + s.batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-            loss.backward()
-            opt.step()
-            loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
+    loss = fl.sgd_epochs(model, x, y, epochs=s.local_epochs, batch_size=s.batch_size, lr=s.lr)
     out = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     if PAD in state:
         out[PAD] = np.asarray(state[PAD], np.float32)
-    return out, loss_sum / max(batches, 1)
+    return out, loss
 
 
 def evaluate(state: Mapping[str, np.ndarray], s: Settings) -> tuple[float, float]:
     """Test accuracy and mean cross-entropy of ``state``."""
     torch.set_num_threads(1)
     x, y = test_set(s)
-    with torch.no_grad():
-        logits = _model(state, s)(x)
-        loss = float(nn.functional.cross_entropy(logits, y))
-        acc = float((logits.argmax(dim=1) == y).double().mean())
-    return acc, loss
+    return fl.accuracy_and_loss(_model(state, s), x, y)
 
 
 def plain_fedavg_round(s: Settings, num_partitions: int, server_round: int = 1,
