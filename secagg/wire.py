@@ -119,19 +119,44 @@ def envelope_digest(data: bytes | memoryview) -> bytes:
     return out
 
 
+#: byte strings at least this long are not copied into MessagePack's buffer (see :func:`seal`)
+_BIG = 1 << 16  # (and so always MessagePack's bin 32 format)
+_BIN32 = struct.Struct(">BI")
+
+
+def _pieces(obj: Any, packer: msgpack.Packer, out: list[Any]) -> None:
+    """MessagePack of ``obj`` as pieces: what ``packb`` writes, big byte strings by reference.
+
+    Maps are written as their header and then their items in order, and byte
+    strings as their ``bin`` header and then the bytes themselves, exactly as
+    ``msgpack.packb(obj, use_bin_type=True)`` writes them; only the copy of a
+    large ciphertext blob into the packer's growing buffer is saved.
+    """
+    if isinstance(obj, dict):
+        out.append(packer.pack_map_header(len(obj)))
+        for key, value in obj.items():
+            out.append(packer.pack(key))
+            _pieces(value, packer, out)
+    elif isinstance(obj, (bytes, bytearray, memoryview)) and memoryview(obj).nbytes >= _BIG:
+        view = memoryview(obj).cast("B")
+        if view.nbytes >= 1 << 32:
+            raise FormatError("a byte string of 4 GiB or more cannot be serialized.")
+        out.append(_BIN32.pack(0xC6, view.nbytes))  # MessagePack's bin 32 header
+        out.append(view)
+    else:
+        out.append(packer.pack(obj))
+
+
 def seal(kind: Kind, body: dict[str, Any]) -> bytes:
     """Serialize ``body`` as a payload of ``kind``."""
-    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-    packer.pack(body)
-    packed = packer.getbuffer()  # the packer's own buffer: no copy until the final join
-    try:
-        head = _HEADER.pack(MAGIC, VERSION, int(kind), len(packed))
-        check = _envelope_hash(VERSION)
-        check.update(head)
-        check.update(packed)  # the digest of head + body without building head + body
-        return b"".join((head, packed, check.digest()[:_DIGEST_SIZE]))
-    finally:
-        packed.release()
+    pieces: list[Any] = []
+    _pieces(body, msgpack.Packer(use_bin_type=True), pieces)
+    head = _HEADER.pack(MAGIC, VERSION, int(kind), sum(len(p) for p in pieces))
+    check = _envelope_hash(VERSION)
+    check.update(head)
+    for piece in pieces:  # the digest of head + body without building head + body
+        check.update(piece)
+    return b"".join((head, *pieces, check.digest()[:_DIGEST_SIZE]))  # the one copy
 
 
 def peek_kind(data: bytes) -> Kind:

@@ -239,3 +239,19 @@ def test_aggregator_state_does_not_grow(pub):
     assert max(sizes) - min(sizes) <= 0.02 * max(sizes)
     assert len(agg._seen) == len(agg)  # 16 bytes per summed update, bounded by max_clients
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.dictionaries(
+    st.text(max_size=8),
+    st.one_of(st.integers(-2**63, 2**64 - 1), st.binary(max_size=300), st.text(max_size=20),
+              st.lists(st.integers(0, 9), max_size=5),
+              st.dictionaries(st.text(max_size=4), st.binary(min_size=0, max_size=200), max_size=3),
+              st.integers(1 << 16, (1 << 16) + 300).map(lambda n: bytes(n % 251 for n in range(n)))),
+    max_size=6))
+def test_seal_writes_exactly_what_msgpack_writes(body):
+    """Big byte strings go in by reference; the bytes are packb's, and they open to the body."""
+    data = wire.seal(wire.Kind.UPDATE, body)
+    assert data[16:-16] == msgpack.packb(body, use_bin_type=True)
+    assert data[-16:] == wire.envelope_digest(data[:-16])
+    assert wire.open_payload(data)[1].raw() == body

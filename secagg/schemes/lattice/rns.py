@@ -65,14 +65,14 @@ def width_of(moduli: Sequence[int]) -> int:
     return (max(moduli).bit_length() + 7) // 8
 
 
-def pack(res: np.ndarray, width: int) -> bytes | bytearray:
+def pack(res: np.ndarray, width: int) -> bytes | memoryview:
     """Residues (uint64, any shape) as little-endian ``width``-byte words."""
     flat = np.ascontiguousarray(res, dtype="<u8").reshape(-1)
     if width == 8:
         return flat.tobytes()
-    out = bytearray(flat.size * width)  # one copy: straight into the bytes that go on the wire
-    np.frombuffer(out, dtype=np.uint8).reshape(-1, width)[:] = flat.view(np.uint8).reshape(-1, 8)[:, :width]
-    return out
+    out = np.empty((flat.size, width), dtype=np.uint8)  # not zeroed: every byte is written
+    out[:] = flat.view(np.uint8).reshape(-1, 8)[:, :width]
+    return memoryview(out.reshape(-1).data)  # bytes-like; the wire takes it without a copy
 
 
 def unpack(blob: bytes | bytearray | memoryview, start: int, count: int, width: int,
@@ -218,7 +218,7 @@ class CtBatch(Sequence[Any]):
                  "k", "width")
 
     def __init__(self, fmt: SealFormat, moduli: tuple[int, ...], k: int, *,
-                 res: np.ndarray | None = None, packed: bytes | bytearray | None = None,
+                 res: np.ndarray | None = None, packed: bytes | memoryview | None = None,
                  width: int = 8,
                  seal: list[sa.Ciphertext] | None = None,
                  seeded: tuple[np.ndarray, list[bytes]] | None = None, pending: int = 1) -> None:
