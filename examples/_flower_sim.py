@@ -17,17 +17,63 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
-__all__ = ["BACKEND_CONFIG", "eval_metrics", "simulate", "kib"]
+from secagg.demo import fedavg as fl
+
+__all__ = ["BACKEND_CONFIG", "make_client_app", "eval_metrics", "simulate", "kib"]
 
 BACKEND_CONFIG = {
     "init_args": {"num_cpus": 2, "num_gpus": 0},  # ray.init(...)
     "client_resources": {"num_cpus": 1, "num_gpus": 0.0},  # two ClientApps at a time
 }
+
+
+def make_client_app(data: fl.Dataset, split: list[np.ndarray], args: argparse.Namespace,
+                    drop: set[tuple[int, int]], mods: list[Any]) -> ClientApp:
+    """A Flower ClientApp training the digits MLP on partition ``partition-id``.
+
+    The same for the plain and the protected run (which only add ``mods``);
+    ``drop``: the (round, partition) pairs whose train function raises. Its
+    functions are closures, so Ray ships them by value: the workers import only
+    Flower, torch and the installed secagg.
+    """
+    shards = [(data.x_train[torch.from_numpy(s)], data.y_train[torch.from_numpy(s)])
+              for s in split]
+    x_test, y_test = data.x_test, data.y_test
+    epochs, batch_size, lr, hidden, seed = (args.local_epochs, args.batch_size, args.lr,
+                                            args.hidden, args.seed)
+    app = ClientApp(mods=mods)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        torch.set_num_threads(1)
+        pid = int(context.node_config["partition-id"])
+        rnd = int(msg.content["config"]["server-round"])
+        if (rnd, pid) in drop:
+            raise RuntimeError(f"simulated dropout of partition {pid} in round {rnd}")
+        model = fl.load_mlp(msg.content["arrays"].to_torch_state_dict(), hidden)
+        x, y = shards[pid]
+        torch.manual_seed(fl._seed(seed, rnd, pid))
+        loss = fl.sgd_epochs(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr)
+        return Message(RecordDict({
+            "arrays": ArrayRecord(model.state_dict()),
+            "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss}),
+        }), reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        torch.set_num_threads(1)
+        model = fl.load_mlp(msg.content["arrays"].to_torch_state_dict(), hidden)
+        acc, loss = fl.accuracy_and_loss(model, x_test, y_test)
+        return Message(RecordDict({
+            "metrics": MetricRecord({"num-examples": len(y_test), "accuracy": acc, "loss": loss}),
+        }), reply_to=msg)
+
+    return app
 
 
 def eval_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord:

@@ -48,27 +48,14 @@ os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a R
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
+from flwr.app import Context, Message
 from flwr.serverapp.strategy import FedAvg
 
-from _flower_sim import eval_metrics, kib, simulate  # examples/_flower_sim.py
+from _flower_sim import eval_metrics, kib, make_client_app, simulate  # examples/_flower_sim.py
 from secagg.demo import fedavg as fl
 from secagg.flower import MASK_RECORD_KEY, MaskedFedAvg, masked_mod
 
 STAGES = ("keys", "shares", "masked", "unmask")
-
-
-# -- the ClientApp (the same for both runs; masking only adds a mod) -----------------------
-
-
-
-
-
-
-
-
-
 
 
 def vanish_at(stage: str, drop: set[tuple[int, int]]):
@@ -83,50 +70,6 @@ def vanish_at(stage: str, drop: set[tuple[int, int]]):
         return call_next(msg, context)
 
     return mod
-
-
-def make_client_app(data: fl.Dataset, split: list[np.ndarray], args: argparse.Namespace,
-                    drop: set[tuple[int, int]], mods: list) -> ClientApp:
-    """A Flower ClientApp training the digits MLP on partition ``partition-id``.
-
-    ``drop``: the (round, partition) pairs whose train function raises.
-    """
-    shards = [(data.x_train[torch.from_numpy(s)], data.y_train[torch.from_numpy(s)])
-              for s in split]
-    x_test, y_test = data.x_test, data.y_test
-    epochs, batch_size, lr, hidden, seed = (args.local_epochs, args.batch_size, args.lr,
-                                            args.hidden, args.seed)
-    app = ClientApp(mods=mods)
-
-    @app.train()
-    def train(msg: Message, context: Context) -> Message:
-        torch.set_num_threads(1)
-        pid = int(context.node_config["partition-id"])
-        rnd = int(msg.content["config"]["server-round"])
-        if (rnd, pid) in drop:
-            raise RuntimeError(f"simulated dropout of partition {pid} in round {rnd}")
-        model = fl.load_mlp(msg.content["arrays"].to_torch_state_dict(), hidden)
-        x, y = shards[pid]
-        torch.manual_seed(fl._seed(seed, rnd, pid))
-        loss = fl.sgd_epochs(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr)
-        return Message(RecordDict({
-            "arrays": ArrayRecord(model.state_dict()),
-            "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss}),
-        }), reply_to=msg)
-
-    @app.evaluate()
-    def evaluate(msg: Message, context: Context) -> Message:
-        torch.set_num_threads(1)
-        model = fl.load_mlp(msg.content["arrays"].to_torch_state_dict(), hidden)
-        acc, loss = fl.accuracy_and_loss(model, x_test, y_test)
-        return Message(RecordDict({
-            "metrics": MetricRecord({"num-examples": len(y_test), "accuracy": acc, "loss": loss}),
-        }), reply_to=msg)
-
-    return app
-
-
-
 
 
 class TimedFedAvg(FedAvg):
@@ -156,12 +99,6 @@ class TimedFedAvg(FedAvg):
         metrics = super().aggregate_evaluate(server_round, replies)
         self.history[-1]["round_s"] = time.perf_counter() - self._started[server_round]
         return metrics
-
-
-
-
-
-
 
 
 def _threshold(value: str) -> int | float:
