@@ -294,10 +294,8 @@ class CtBatch(Sequence[Any]):
 
     def copy(self) -> CtBatch:
         """An independent batch holding the same ciphertexts (the aggregator's accumulator)."""
-        if self.in_seal:
-            ev = self._fmt.evaluator
-            negated = self._fmt.each(ev.negate, self._seal or ())
-            return CtBatch(self._fmt, self._moduli, self.k, seal=self._fmt.each(ev.negate, negated))
+        if self.in_seal:  # SEAL objects are never changed in place (sums are made out of place)
+            return CtBatch(self._fmt, self._moduli, self.k, seal=list(self._seal or ()))
         if self._seeded is not None and self._res is None:
             c0, seeds = self._seeded
             return CtBatch(self._fmt, self._moduli, self.k, seeded=(np.array(c0), list(seeds)))
