@@ -111,7 +111,9 @@ class EncryptedUpdate:
         Raises a ``FormatError`` subclass for malformed, truncated or corrupted
         bytes and ``ContextMismatchError`` for another scheme, key or codec.
         """
-        kind, body = open_payload(data, Kind.UPDATE, Kind.AGGREGATE, Kind.TERM)
+        # large byte strings as views of ``data``: a lattice update is not held twice
+        kind, body = open_payload(data, Kind.UPDATE, Kind.AGGREGATE, Kind.TERM,
+                                  views=public.backend.accepts_views)
         scheme = body.text("scheme")
         if scheme != public.scheme:
             raise ContextMismatchError(

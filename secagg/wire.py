@@ -188,11 +188,14 @@ def peek_kind(data: bytes) -> Kind:
     return found
 
 
-def open_payload(data: bytes, *expected: Kind) -> tuple[Kind, Body]:
+def open_payload(data: bytes, *expected: Kind, views: bool = False) -> tuple[Kind, Body]:
     """Check the envelope of ``data`` and decode its body.
 
-    Raises a ``FormatError`` subclass for wrong magic, version or kind,
-    truncation, trailing bytes, a digest mismatch or an undecodable body.
+    With ``views=True`` byte strings of 64 KiB or more come back as read-only
+    memoryviews of ``data`` instead of copies (see below); the caller must accept
+    them wherever it expects bytes. Raises a ``FormatError`` subclass for wrong
+    magic, version or kind, truncation, trailing bytes, a digest mismatch or an
+    undecodable body.
     """
     kind = peek_kind(data)
     if expected and kind not in expected:
@@ -215,13 +218,102 @@ def open_payload(data: bytes, *expected: Kind) -> tuple[Kind, Body]:
             "payload digest does not match its content: the bytes were corrupted or "
             "truncated in transit."
         )
+    packed = view[_HEADER.size : end]
+    big = _big_binaries(packed) if views else []
     try:
-        body = msgpack.unpackb(view[_HEADER.size : end], raw=False, strict_map_key=True)
+        if big:
+            shadow, hook = _shadow(packed, big)
+            body = msgpack.unpackb(shadow, raw=False, strict_map_key=True, ext_hook=hook)
+        else:
+            body = msgpack.unpackb(packed, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise FormatError(f"payload body is not valid MessagePack: {exc}") from None
     if not isinstance(body, dict):
         raise FormatError("payload body must be a map.")
     return kind, Body(body, kind.name.lower())
+
+
+# -- large byte strings without a copy ----------------------------------------------------
+# MessagePack's decoder copies every byte string into a new bytes object. For a
+# lattice update that is the whole payload again, held next to the payload and the
+# aggregator's running sum. With ``views=True``, :func:`open_payload` finds the byte
+# strings of at least ``_BIG`` bytes first (walking the MessagePack structure), has
+# the decoder parse a copy of the body in which each is replaced by a 6-byte
+# placeholder, and puts read-only memoryviews of the payload in their place. The
+# structure walked is MessagePack's own (https://github.com/msgpack/msgpack/blob/master/spec.md);
+# a body holding any extension type is decoded the ordinary way.
+
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
+          0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+_SIZED = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}  # bin8..32, str8..32: length bytes
+_COUNTED = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}  # array/map16/32: count, per item
+_EXT = frozenset({0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+_PLACEHOLDER = 0  # extension type code of a placeholder (never in a secagg body)
+
+
+def _big_binaries(buf: memoryview) -> list[tuple[int, int, int]]:
+    """``(object start, data start, length)`` of every byte string of ``_BIG`` bytes or more.
+
+    Walks the objects iteratively (a count of objects still to skip, no recursion)
+    with every length checked against the buffer; returns ``[]`` for a body that is
+    malformed or holds an extension type, which the ordinary decoder then handles.
+    """
+    end, pos, todo, found = len(buf), 0, 1, []
+    if end < _BIG:
+        return []
+    while todo:
+        if pos >= end or todo > end - pos:
+            return []
+        b = buf[pos]
+        todo -= 1
+        if b <= 0x7F or b >= 0xE0:  # positive and negative fixint
+            pos += 1
+        elif b <= 0x8F:  # fixmap
+            todo += 2 * (b & 0x0F)
+            pos += 1
+        elif b <= 0x9F:  # fixarray
+            todo += b & 0x0F
+            pos += 1
+        elif b <= 0xBF:  # fixstr
+            pos += 1 + (b & 0x1F)
+        elif b in _FIXED:
+            pos += 1 + _FIXED[b]
+        elif b in _SIZED:
+            width = _SIZED[b]
+            if pos + 1 + width > end:
+                return []
+            n = int.from_bytes(buf[pos + 1 : pos + 1 + width], "big")
+            start = pos + 1 + width
+            if b in (0xC4, 0xC5, 0xC6) and n >= _BIG:
+                found.append((pos, start, n))
+            pos = start + n
+        elif b in _COUNTED:
+            width, per = _COUNTED[b]
+            if pos + 1 + width > end:
+                return []
+            todo += per * int.from_bytes(buf[pos + 1 : pos + 1 + width], "big")
+            pos += 1 + width
+        else:  # 0xC1 (never used) or an extension type
+            return []
+    return found if pos == end else []
+
+
+def _shadow(buf: memoryview, big: list[tuple[int, int, int]]) -> tuple[bytes, Any]:
+    """The body with each big byte string replaced by a placeholder, and the hook restoring it."""
+    pieces: list[Any] = []
+    last, views = 0, []
+    for index, (obj, start, n) in enumerate(big):
+        pieces += [buf[last:obj], bytes([0xD6, _PLACEHOLDER]) + index.to_bytes(4, "big")]  # fixext 4
+        views.append(buf[start : start + n].toreadonly())
+        last = start + n
+    pieces.append(buf[last:])
+
+    def hook(code: int, data: bytes) -> Any:
+        if code != _PLACEHOLDER or len(data) != 4:  # cannot happen: bodies with extensions are
+            raise FormatError("payload body holds an extension type.")  # never shadowed
+        return views[int.from_bytes(data, "big")]
+
+    return b"".join(pieces), hook
 
 
 def _check_bytes(data: object) -> None:

@@ -44,6 +44,9 @@ class PublicBackend(_Half):
     insecure: bool = False
     #: optional capabilities: ``"precompute"`` (encryption randomness ahead of time)
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: whether :meth:`ciphertexts_from_wire` takes read-only memoryviews where bytes of
+    #: 64 KiB or more were sent (``open_payload(..., views=True)``: no copy of the payload)
+    accepts_views: ClassVar[bool] = False
 
     def precompute(self, count: int, *, workers: int = 1, progress: bool = False) -> None:
         """Precompute encryption randomness (only schemes declaring ``"precompute"``)."""

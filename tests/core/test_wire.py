@@ -255,3 +255,53 @@ def test_seal_writes_exactly_what_msgpack_writes(body):
     assert data[16:-16] == msgpack.packb(body, use_bin_type=True)
     assert data[-16:] == wire.envelope_digest(data[:-16])
     assert wire.open_payload(data)[1].raw() == body
+
+
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=False),
+                  st.text(max_size=12), st.binary(max_size=40),
+                  st.integers(1 << 16, (1 << 16) + 500).map(lambda n: bytes(i % 253 for i in range(n))))
+_BODY = st.recursive(_LEAF, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12)
+
+
+def _as_bytes(obj):
+    if isinstance(obj, memoryview):
+        return bytes(obj)
+    if isinstance(obj, dict):
+        return {k: _as_bytes(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_as_bytes(v) for v in obj]
+    return obj
+
+
+@settings(max_examples=80, deadline=None)
+@given(body=st.dictionaries(st.text(max_size=6), _BODY, max_size=5))
+def test_views_decode_to_what_the_decoder_gives(body):
+    """Large byte strings as views of the payload: the same body as msgpack's own decoding."""
+    data = wire.seal(wire.Kind.UPDATE, body)
+    _, plain = wire.open_payload(data)
+    _, viewed = wire.open_payload(data, views=True)
+    assert _as_bytes(viewed.raw()) == plain.raw() == body
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_views_refuse_or_agree_on_hostile_bodies(data):
+    """A corrupted body (valid digest: a deviating sender) decodes the same both ways, or fails both."""
+    body = {"a": bytes(range(256)) * 300, "b": [1, "x", {"c": b"y" * 70_000}]}
+    payload = bytearray(wire.seal(wire.Kind.UPDATE, body))
+    second = payload.index(b"\xa1b") + 2  # the list holding the second byte string
+    structure = list(range(16, 24)) + list(range(76_816, 76_832)) + list(range(second, second + 16))
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.sampled_from(structure) | st.integers(16, len(payload) - 17))
+        payload[pos] = data.draw(st.integers(0, 255))
+    head = bytes(payload[:-16])
+    forged = head + wire.envelope_digest(head)
+    outcomes = []
+    for views in (False, True):
+        try:
+            outcomes.append(_as_bytes(wire.open_payload(forged, views=views)[1].raw()))
+        except secagg.FormatError:
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1]

@@ -360,14 +360,14 @@ class CtBatch(Sequence[Any]):
                 "width": width, "data": data}
 
     @classmethod
-    def from_packed(cls, fmt: SealFormat, moduli: tuple[int, ...], k: int, data: bytes,
+    def from_packed(cls, fmt: SealFormat, moduli: tuple[int, ...], k: int, data: bytes | memoryview,
                     width: int) -> CtBatch:
         """Validate packed residues (every one below its prime) without keeping an unpacked copy."""
         check_residues(data, k * fmt.polys * fmt.primes * fmt.degree, moduli, fmt.degree, width)
         return cls(fmt, moduli, k, packed=data, width=width)
 
 
-def check_residues(data: bytes, words: int, moduli: tuple[int, ...], degree: int,
+def check_residues(data: bytes | memoryview, words: int, moduli: tuple[int, ...], degree: int,
                    width: int) -> None:
     """Refuse packed data of the wrong length or with a residue not below its prime."""
     if len(data) != words * width:
@@ -390,7 +390,7 @@ def check_residues(data: bytes, words: int, moduli: tuple[int, ...], degree: int
 _NOT_BELOW = "a ciphertext residue is not below its prime; the payload is malformed."
 
 
-def _check_one_prime(data: bytes | bytearray, words: int, q: int, width: int) -> None:
+def _check_one_prime(data: bytes | bytearray | memoryview, words: int, q: int, width: int) -> None:
     """Every residue below ``q``, reading only the top bytes of almost all of them.
 
     A residue whose top 32 bits (16 for 3-byte residues) are below ``q``'s is
@@ -440,6 +440,6 @@ def check_layout(obj: dict[str, Any], fmt: SealFormat, moduli: tuple[int, ...], 
             raise CiphertextError(
                 f"ciphertext field {name!r} does not match the context (want {value})."
             )
-    if not isinstance(obj.get("data"), bytes):
+    if not isinstance(obj.get("data"), (bytes, memoryview)):
         raise FormatError("ciphertext data must be bytes.")
     return int(want["width"])

@@ -152,6 +152,7 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
     """Public half shared by CKKS and BFV: encrypt, validate, add SEAL ciphertexts."""
 
     capabilities = frozenset({"precompute"})
+    accepts_views = True
     is_ntt_form: ClassVar[bool]  # how fresh ciphertexts of this scheme are stored
     encoder_type: ClassVar[type[Any]]  # SEAL's encoder for the scheme
 
@@ -494,6 +495,8 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
         fmt = self.format()
         words = fmt.primes * fmt.degree
         seeds = obj.get("seeds")
+        if isinstance(seeds, memoryview):
+            seeds = bytes(seeds)  # small next to the residues
         if not isinstance(seeds, bytes) or len(seeds) != k * SEED_RECORD:
             raise CiphertextError(f"seeded ciphertexts need {k} seed records of {SEED_RECORD} bytes.")
         if any(not seeds.startswith(fmt.seed_head, i * SEED_RECORD) for i in range(k)):
@@ -507,8 +510,8 @@ class LatticePublic(PublicBackend, Generic[PlanT]):
             self._check_loaded(ct, i)
             out.append(ct)
         batch = CtBatch(fmt, self.moduli, k, seal=out)
-        batch._wire = {name: obj[name] for name in
-                       ("layout", "count", "degree", "moduli", "width", "data", "seeds")}
+        batch._wire = {name: obj[name] for name in ("layout", "count", "degree", "moduli", "width",
+                                                     "data")} | {"seeds": seeds}
         return batch
 
     def raw_add(self, a: Any, b: Any) -> CtBatch:
