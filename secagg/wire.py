@@ -198,6 +198,8 @@ def open_payload(data: bytes, *expected: Kind, views: bool = False) -> tuple[Kin
     undecodable body.
     """
     kind = peek_kind(data)
+    if views and not isinstance(data, bytes):
+        data = bytes(data)  # views of a buffer the caller could change after validation: no
     if expected and kind not in expected:
         names = " or ".join(k.name.lower() for k in expected)
         raise FormatError(f"expected {a_or_an(names)} payload, got {a_or_an(kind.name.lower())} "

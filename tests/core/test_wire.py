@@ -305,3 +305,12 @@ def test_views_refuse_or_agree_on_hostile_bodies(data):
         except secagg.FormatError:
             outcomes.append("refused")
     assert outcomes[0] == outcomes[1]
+
+
+def test_views_never_alias_a_buffer_the_caller_can_change():
+    """Validated once, a mutable buffer could be changed under the views afterwards."""
+    blob = bytes(range(256)) * 300
+    data = bytearray(wire.seal(wire.Kind.UPDATE, {"a": blob}))
+    _, body = wire.open_payload(data, views=True)
+    data[40] ^= 0xFF
+    assert bytes(body.raw()["a"]) == blob
