@@ -159,7 +159,7 @@ def seal(kind: Kind, body: dict[str, Any]) -> bytes:
     return b"".join((head, *pieces, check.digest()[:_DIGEST_SIZE]))  # the one copy
 
 
-def peek_kind(data: bytes) -> Kind:
+def peek_kind(data: bytes | bytearray | memoryview) -> Kind:
     """The kind of a payload, read from its header only (for ``inspect`` and routing)."""
     _check_bytes(data)
     if len(data) < _HEADER.size:
@@ -188,7 +188,8 @@ def peek_kind(data: bytes) -> Kind:
     return found
 
 
-def open_payload(data: bytes, *expected: Kind, views: bool = False) -> tuple[Kind, Body]:
+def open_payload(data: bytes | bytearray | memoryview, *expected: Kind,
+                 views: bool = False) -> tuple[Kind, Body]:
     """Check the envelope of ``data`` and decode its body.
 
     With ``views=True`` byte strings of 64 KiB or more come back as read-only
